@@ -1,0 +1,4 @@
+"""Compiler: rewrite passes, fusion, scheduling and LLVM code generation.
+
+Installed as ``symgraph.compiler``; it never imports the runtime.
+"""

@@ -1,0 +1,108 @@
+"""``sg.function``: the one place that wires front end, compiler and runtime together."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import GraphError
+from .printing import format_tree
+
+MODES = ("reference",)
+
+
+def _as_update_pairs(updates):
+    from .tensor import Tensor
+    if updates is None:
+        return []
+    items = list(updates.items()) if isinstance(updates, dict) else list(updates)
+    pairs = []
+    for k, item in enumerate(items):
+        try:
+            s, v = item
+        except (TypeError, ValueError):
+            raise GraphError(f"function: update {k} must be a (shared variable, new value) "
+                             f"pair, got {item!r}") from None
+        from .api import as_tensor, cast
+        v = as_tensor(v, graph=getattr(s, "graph", None))
+        if isinstance(s, Tensor) and v.dtype != s.dtype:
+            import numpy as _np
+            if _np.can_cast(v.dtype, s.dtype, casting="same_kind"):
+                v = cast(v, s.dtype)
+        pairs.append((s, v))
+    return pairs
+
+
+class Function:
+    """A compiled function: call it with arrays; ``.graph`` is the networkx graph it runs."""
+
+    def __init__(self, inputs, outputs, updates=None, *, mode="reference", name=None):
+        from .tensor import Tensor
+        from .program import build_program
+        if mode not in MODES:
+            raise ValueError(f"function: mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.name = name
+        if isinstance(inputs, Tensor):
+            inputs = [inputs]
+        self._single = isinstance(outputs, Tensor)
+        if outputs is None:
+            outputs = []
+        outs = [outputs] if self._single else list(outputs)
+        from .api import as_tensor
+        graph = (list(inputs) + outs + [s for s, _ in _as_update_pairs(updates)] or [None])[0]
+        outs = [as_tensor(o, graph=getattr(graph, "graph", None)) for o in outs]
+        self.program = build_program(list(inputs), outs, _as_update_pairs(updates))
+        self.optimized = self.program
+        self._compile()
+
+    def _compile(self):
+        from .runtime.signature import signature_of
+        from .runtime.reference import ReferenceExecutor
+        self.signature = signature_of(self.optimized)
+        self._executor = ReferenceExecutor(self.optimized)
+
+    # -- calling ---------------------------------------------------------------------
+    def __call__(self, *args):
+        arrays, env = self.signature.bind(args)
+        values = self._executor.run(arrays, env)
+        return self._finish(values)
+
+    def _finish(self, values):
+        p = self.optimized
+        outs = [np.array(values[o], copy=True) for o in p.outputs]
+        if p.updates:
+            g = p.graph
+            new = [(g.op(s).storage, np.array(values[v], dtype=g.type(s).dtype, copy=True))
+                   for s, v in p.updates]
+            for storage, value in new:  # all new values are computed before any is stored
+                np.copyto(storage.value, value)
+        if self._single:
+            return outs[0]
+        return outs
+
+    # -- inspection --------------------------------------------------------------------
+    @property
+    def graph(self):
+        """The networkx DiGraph this function executes."""
+        return self.optimized.graph.nx
+
+    def describe(self, optimized: bool = True) -> str:
+        p = self.optimized if optimized else self.program
+        g = p.graph
+        titles = [f"output {k}" for k in range(len(p.outputs))]
+        titles += [f"update of {g.node(s)['name'] or '%' + str(s)}" for s, _ in p.updates]
+        return format_tree(g, list(p.outputs) + [v for _, v in p.updates], titles)
+
+    def __repr__(self):
+        return (f"<symgraph.Function {self.name or ''} mode={self.mode} inputs="
+                f"{[a.name for a in self.signature.args]} outputs={len(self.optimized.outputs)}>")
+
+
+def function(inputs, outputs=None, updates=None, *, mode="reference", name=None) -> Function:
+    """Compile ``outputs`` (and ``updates``) as a function of ``inputs``.
+
+    ``updates`` is a list of ``(shared, new_value)`` pairs or a dict; every new value
+    is computed from the old values before any is stored (Theano semantics).
+
+    >>> step = sg.function([x, y], loss, updates=[(w, w - 0.1 * gw)])
+    """
+    return Function(inputs, outputs, updates, mode=mode, name=name)

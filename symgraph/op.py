@@ -1,0 +1,168 @@
+"""The op contract and ``apply``, the one way a node enters a graph.
+
+An op is a small frozen value object: its parameters are keyword-only fields, and it
+defines a shape/dtype rule (``infer``), its numpy reference semantics
+(``reference``), and its gradient rule (``vjp``) written with public symgraph ops.
+Lowering to native code lives in the compiler, keyed by op class.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from . import dims as D
+from .errors import GradientError, GraphError, ShapeError, DTypeError, SymgraphError
+from .graph import get_default_graph
+from .types import TensorType
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of all ops. Subclasses are ``@dataclass(frozen=True, kw_only=True)``."""
+
+    # Algebraic properties consulted by rewrites and fusion.
+    elementwise: ClassVar[bool] = False
+    commutative: ClassVar[bool] = False
+    associative: ClassVar[bool] = False
+    idempotent: ClassVar[bool] = False
+    # False: the op is piecewise constant (argmax, comparisons, integer casts);
+    # a gradient through it is zero, as in the peers.
+    differentiable: ClassVar[bool] = True
+    # Leaves (placeholders, shared variables) have no inputs and no reference value.
+    is_leaf: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        n = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in n).lstrip("_")
+
+    def params(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __str__(self) -> str:
+        ps = ", ".join(f"{k}={_fmt_param(v)}" for k, v in self.params().items())
+        return f"{self.name}{{{ps}}}" if ps else self.name
+
+    # -- the contract ---------------------------------------------------------------
+    def infer(self, *types: TensorType) -> TensorType:
+        raise NotImplementedError(type(self).__name__ + ".infer")
+
+    def requires(self, *types: TensorType) -> list:
+        """Pairs of dims that must be equal at call time (symbolic broadcasting)."""
+        return []
+
+    def reference(self, *xs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(type(self).__name__ + ".reference")
+
+    def vjp(self, inputs, output, g_out):
+        """One cotangent (a Tensor, or None for zero) per input."""
+        raise GradientError(f"{self.name} has no gradient rule")
+
+    def bind(self, env) -> "Op":
+        """This op with every symbolic dim in its parameters replaced by its value."""
+        changes = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            b = _bind_value(v, env)
+            if b is not v:
+                changes[f.name] = b
+        return dataclasses.replace(self, **changes) if changes else self
+
+    @property
+    def is_symbolic(self) -> bool:
+        return any(_has_symbol(getattr(self, f.name)) for f in dataclasses.fields(self))
+
+
+def _bind_value(v, env):
+    if isinstance(v, D.SymDim):
+        return D.evaluate(v, env)
+    if isinstance(v, tuple) and any(_has_symbol(x) for x in v):
+        return tuple(_bind_value(x, env) for x in v)
+    return v
+
+
+def _has_symbol(v) -> bool:
+    if isinstance(v, D.SymDim):
+        return True
+    if isinstance(v, tuple):
+        return any(_has_symbol(x) for x in v)
+    return False
+
+
+def _fmt_param(v) -> str:
+    if isinstance(v, np.dtype):
+        return str(v)
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_fmt_param(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return str(v) if isinstance(v, D.SymDim) else repr(v)
+
+
+# -- source lines ---------------------------------------------------------------------
+def user_source():
+    """(file, line) of the innermost frame outside symgraph: where the user built the node."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_PACKAGE_DIR):
+            return (fn, f.f_lineno)
+        f = f.f_back
+    return None
+
+
+def format_source(source) -> str:
+    if not source:
+        return "<unknown>"
+    return f"{source[0]}:{source[1]}"
+
+
+# -- apply -----------------------------------------------------------------------------
+def _graph_of(args):
+    g = None
+    for a in args:
+        ag = getattr(a, "graph", None)
+        if ag is None:
+            continue
+        if g is None:
+            g = ag
+        elif ag is not g:
+            raise GraphError("cannot combine tensors of two different graphs "
+                             f"({g!r} and {ag!r}); build them in one graph")
+    return g if g is not None else get_default_graph()
+
+
+def apply(op: Op, *args, name: str | None = None):
+    """Add ``op(*args)`` to the graph of its tensor arguments and return its Tensor.
+
+    Python scalars and numpy arrays among ``args`` become constants. Shape and dtype
+    errors name the op and the user's source line.
+    """
+    from .tensor import Tensor
+    from .ops.leaves import as_tensor
+
+    graph = _graph_of(args)
+    ids = []
+    for a in args:
+        t = a if isinstance(a, Tensor) else as_tensor(a, graph=graph)
+        ids.append(t.id)
+    types = [graph.type(i) for i in ids]
+    source = user_source()
+    try:
+        out_type = op.infer(*types)
+        requires = op.requires(*types)
+    except SymgraphError as e:
+        raise type(e)(f"{e}\n  (node created at {format_source(source)})") from None
+    nid = graph.add_node(op, ids, out_type, name=name, source=source, requires=requires)
+    return graph.tensor(nid)
+
+
+def apply_leaf(op: Op, type_: TensorType, *, graph=None, name=None):
+    graph = graph or get_default_graph()
+    nid = graph.add_node(op, (), type_, name=name, source=user_source())
+    return graph.tensor(nid)
