@@ -221,6 +221,8 @@ def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))) computed with the max subtracted, so it never overflows."""
     api = _api()
     x = api.as_tensor(x)
+    if count(x, axis) == 0:  # log(0), as numpy and scipy answer for an empty reduction
+        return sum(x, axis, keepdims) + float("-inf")
     m = api.stop_gradient(max(x, axis, keepdims=True))
     m_safe = api.where(api.isfinite(m), m, 0.0)
     out = api.log(sum(api.exp(x - m_safe), axis, keepdims=True)) + m_safe

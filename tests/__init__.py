@@ -1,0 +1,1 @@
+"""symgraph test suite (a package so test modules can share harnesses)."""

@@ -1,0 +1,2 @@
+"""Importing this package registers every family's op cases in tests/opinfo.CASES."""
+from . import elementwise, reductions, shape  # noqa: F401
