@@ -6,6 +6,8 @@ import numpy as np
 from .errors import DTypeError, ShapeError
 from .op import apply
 from .ops.nn import Softmax, LogSoftmax
+from .ops.conv import conv2d  # noqa: F401  (defined beside its ops)
+from .ops.pool import max_pool2d, avg_pool2d  # noqa: F401
 from .types import is_float, is_int, fmt_shape
 
 
