@@ -1,2 +1,3 @@
 """Importing this package registers every family's op cases in tests/opinfo.CASES."""
 from . import elementwise, reductions, shape  # noqa: F401
+from . import conv  # noqa: F401
