@@ -12,6 +12,9 @@ from .ops.reductions import (sum, prod, max, min, argmax, argmin, mean, var, std
                              logsumexp)
 from .ops.shape import (reshape, transpose, broadcast_to, expand_dims, squeeze,
                         zeros_like, ones_like, zeros, ones)
+from .ops.indexing import getitem, take, one_hot
+from .ops.joining import pad, concatenate, stack
+from .ops.linalg import matmul, dot, outer
 
 
 def _unary(cls):
