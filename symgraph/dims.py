@@ -35,6 +35,9 @@ class Opaque:
 
     def __str__(self) -> str:
         a = [str(x) for x in self.args]
+        if self.kind in ("floordiv", "mod"):  # (N + 1) // 2, not N + 1 // 2
+            a = [f"({s})" if isinstance(x, SymDim) and len(x.terms) > 1 else s
+                 for x, s in zip(self.args, a)]
         if self.kind == "floordiv":
             return f"({a[0]} // {a[1]})"
         if self.kind == "mod":
