@@ -278,3 +278,29 @@ def product(dims) -> Dim:
     for d in dims:
         out = mul(out, d)
     return out
+
+
+def to_data(d):
+    """A JSON-able form of a dim (for artifact manifests)."""
+    if type(d) is int:
+        return d
+    return {"terms": [[[_atom_to_data(a) for a in mono], c] for mono, c in d.terms]}
+
+
+def _atom_to_data(atom):
+    if isinstance(atom, str):
+        return atom
+    return {"kind": atom.kind, "args": [to_data(x) for x in atom.args]}
+
+
+def from_data(x) -> Dim:
+    if isinstance(x, int):
+        return x
+    terms = tuple((tuple(_atom_from_data(a) for a in mono), int(c)) for mono, c in x["terms"])
+    return SymDim(terms)
+
+
+def _atom_from_data(a):
+    if isinstance(a, str):
+        return a
+    return Opaque(a["kind"], tuple(from_data(v) for v in a["args"]))

@@ -6,7 +6,7 @@ import numpy as np
 from .errors import GraphError
 from .printing import format_tree
 
-MODES = ("reference",)
+MODES = ("native", "reference")
 
 
 def _as_update_pairs(updates):
@@ -58,13 +58,49 @@ class Function:
         from .runtime.signature import signature_of
         from .runtime.reference import ReferenceExecutor
         self.signature = signature_of(self.optimized)
-        self._executor = ReferenceExecutor(self.optimized)
+        self._native = None
+        self.artifact = None
+        if self.mode == "native":
+            from .compiler.build import build, constant_values, shared_storages
+            from .runtime.load import native_function
+            self.artifact = build(self.optimized)
+            self._native = native_function(self.artifact.object_code, self.artifact.manifest,
+                                           shared_storages(self.optimized, self.artifact),
+                                           constant_values(self.optimized, self.artifact))
+            self.signature = self._native.signature
+        else:
+            self._executor = ReferenceExecutor(self.optimized)
 
     # -- calling ---------------------------------------------------------------------
     def __call__(self, *args):
+        if self._native is not None:
+            outs = self._native(args)
+            return outs[0] if self._single else outs
         arrays, env = self.signature.bind(args)
         values = self._executor.run(arrays, env)
         return self._finish(values)
+
+    @property
+    def llvm_ir(self) -> str:
+        """The optimized LLVM IR of the native entry point and its kernels."""
+        if self.artifact is None:
+            raise ValueError("llvm_ir exists only for mode='native'")
+        return self.artifact.optimized_ir
+
+    @property
+    def asm(self) -> str:
+        """Host assembly of the native code."""
+        if self.artifact is None:
+            raise ValueError("asm exists only for mode='native'")
+        from .compiler import target
+        return target.emit_assembly(target.parse_and_optimize(self.artifact.ir))
+
+    @property
+    def memory_plan(self):
+        """The static memory plan; ``.scratch_bytes`` is the peak scratch size (a dim)."""
+        if self.artifact is None:
+            raise ValueError("memory_plan exists only for mode='native'")
+        return self.artifact.plan
 
     def _finish(self, values):
         p = self.optimized

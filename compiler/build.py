@@ -1,0 +1,88 @@
+"""From an optimized Program to an Artifact: machine code plus a plain-data manifest.
+
+The manifest carries everything the runtime needs to check arguments and call the
+code (signature, dims, buffers, error messages, external symbols), so an artifact can
+be loaded and run without the graph that produced it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from symgraph import dims as D
+from symgraph.op import format_source
+from . import target
+from .codegen import compile_program, ENTRY
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Artifact:
+    object_code: bytes
+    manifest: dict
+    ir: str = ""                 # the generated IR before optimization
+    optimized_ir: str = ""
+    timings: dict = field(default_factory=dict)
+    plan: object = None
+
+
+def _argspecs(program):
+    g = program.graph
+    out = []
+    for nid in program.inputs:
+        node = g.node(nid)
+        shape = [d if type(d) is int else D.as_symbol(d) for d in node["type"].shape]
+        out.append({"name": node["name"] or f"%{nid}", "dtype": node["type"].dtype.str,
+                    "shape": shape})
+    return out
+
+
+def build(program, *, keep_ir: bool = True) -> Artifact:
+    t0 = time.perf_counter()
+    ir_text, layout = compile_program(program)
+    t1 = time.perf_counter()
+    mod = target.parse_and_optimize(ir_text)
+    t2 = time.perf_counter()
+    obj = target.emit_object(mod)
+    t3 = time.perf_counter()
+    g = program.graph
+    reqs = [{"left": D.to_data(a), "right": D.to_data(b),
+             "where": f"{g.op(nid).name} at {format_source(g.node(nid)['source'])}"}
+            for a, b, nid in program.requirements()]
+    manifest = {
+        "format": FORMAT_VERSION,
+        "entry": ENTRY,
+        "cpu": target.cpu_fingerprint(),
+        "inputs": _argspecs(program),
+        "requirements": reqs,
+        "symbols": layout["symbols"],
+        "shared": [{"name": g.node(n)["name"], "dtype": g.type(n).dtype.str,
+                    "shape": list(g.type(n).shape)} for n in layout["shared"]],
+        "constants": [{"dtype": g.type(n).dtype.str, "shape": list(g.type(n).shape)}
+                      for n in layout["constants"]],
+        "outputs": [{"dtype": g.type(n).dtype.str,
+                     "shape": [D.to_data(d) for d in g.type(n).shape]}
+                    for n in layout["outputs"]],
+        "scratch_bytes": D.to_data(layout["scratch_bytes"]),
+        "errors": layout["errors"],
+        "external": layout["blas"],
+    }
+    art = Artifact(obj, manifest, ir_text if keep_ir else "", str(mod) if keep_ir else "",
+                   {"lower": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2},
+                   layout["plan"])
+    art.shared_ids = layout["shared"]
+    art.constant_ids = layout["constants"]
+    return art
+
+
+def constant_values(program, artifact) -> list:
+    g = program.graph
+    return [g.op(n).value.array for n in artifact.constant_ids]
+
+
+def shared_storages(program, artifact) -> list:
+    g = program.graph
+    return [g.op(n).storage for n in artifact.shared_ids]

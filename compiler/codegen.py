@@ -1,0 +1,210 @@
+"""Code generation: a Program becomes ONE native entry point.
+
+``int32 sg_entry(ptr args, ptr dims)``: ``args`` holds the buffer pointers in the
+order of the manifest (inputs, shared variables, constants, outputs, scratch) and
+``dims`` the values of the symbolic dims. Each node is lowered by the entry of the
+lowering table for its op class; no Python runs between ops. A non-zero return is
+an index into the manifest's error messages (e.g. an index out of range).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from llvmlite import ir
+
+from symgraph import dims as D
+from symgraph.errors import UnsupportedError
+from symgraph.op import format_source
+from symgraph.ops.leaves import Placeholder, Shared, Constant
+from .irutil import I32, I64, PTR, DimEmitter, i64, if_then
+from .memory import plan_memory, nbytes
+
+ENTRY = "sg_entry"
+LOWERINGS: dict = {}
+VIEW_OPS: set = set()
+
+
+def lowers(*classes):
+    """Register ``fn(ctx, nid)`` as the lowering of these op classes."""
+    def deco(fn):
+        for c in classes:
+            LOWERINGS[c] = fn
+        return fn
+    return deco
+
+
+def lowering_for(op):
+    for cls in type(op).__mro__:
+        fn = LOWERINGS.get(cls)
+        if fn is not None:
+            return fn
+    return None
+
+
+class LowerContext:
+    """What a lowering sees: the graph, buffers, dims and a way to report errors."""
+
+    def __init__(self, module, builder, program, plan, args_ptr, dims_ptr, symbols, arg_dtypes):
+        self.module = module
+        self.builder = builder
+        self.program = program
+        self.graph = program.graph
+        self.plan = plan
+        self.args_ptr = args_ptr
+        self.dim = DimEmitter(builder, dims_ptr, {s: k for k, s in enumerate(symbols)},
+                              at_entry=self._at_entry)
+        self.errors: list = []
+        self._names = itertools.count()
+        self._scratch = None
+        self._ptr_cache: dict = {}
+        self.blas_symbols: set = set()
+        self.exit_block = None
+        self._in_prologue = False
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}.{next(self._names)}"
+
+    def arg(self, k: int):
+        b = self.builder
+        slot = b.gep(b.bitcast(self.args_ptr, PTR.as_pointer()), [i64(k)], inbounds=True)
+        return b.load(slot, name=f"arg{k}")
+
+    def buffer(self, nid: int):
+        """An i8* to node ``nid``'s value."""
+        if nid in self._ptr_cache:
+            return self._ptr_cache[nid]
+        kind, k = self.plan.home[nid]
+        b = self.builder
+        if kind == "arg":
+            p = self._at_entry(lambda: self.arg(k))
+        else:
+            off = self.plan.offsets[k]
+            p = self._at_entry(lambda: b.gep(self.scratch(), [self.dim(off)], inbounds=True))
+        self._ptr_cache[nid] = p
+        return p
+
+    def _at_entry(self, make):
+        """Emit address computations once, in the prologue, so every block can use them."""
+        if self._in_prologue:
+            return make()
+        b = self.builder
+        saved = b.block
+        b.position_before(self.prologue_end)
+        self._in_prologue = True
+        try:
+            v = make()
+        finally:
+            self._in_prologue = False
+            b.position_at_end(saved)
+        return v
+
+    def scratch(self):
+        if self._scratch is None:
+            self._scratch = self.arg(self.scratch_arg)
+        return self._scratch
+
+    def type(self, nid):
+        return self.graph.type(nid)
+
+    def inputs(self, nid):
+        return self.graph.inputs(nid)
+
+    def fail_if(self, pred, message: str) -> None:
+        """Return error ``message`` from the entry when ``pred`` (i1) holds."""
+        self.errors.append(message)
+        code = len(self.errors)
+        with if_then(self.builder, pred, name="check"):
+            self.builder.ret(ir.Constant(I32, code))
+
+    def node_where(self, nid) -> str:
+        node = self.graph.node(nid)
+        return f"{node['op'].name} (node %{nid}, created at {format_source(node['source'])})"
+
+
+def compile_program(program, *, name="sg"):
+    """Lower ``program`` to an LLVM module; returns (module IR text, layout dict)."""
+    from . import lowerings  # noqa: F401  (fills the lowering table)
+    program = _materialize_leaf_updates(program)
+    g = program.graph
+    order = program.order()
+    inputs = list(program.inputs)
+    shared = [nid for nid in order if isinstance(g.op(nid), Shared)]
+    consts = [nid for nid in order if isinstance(g.op(nid), Constant)]
+    arg_index = {}
+    for k, nid in enumerate(inputs + shared + consts):
+        arg_index[nid] = k
+    n_leaf = len(arg_index)
+    for k in range(len(program.outputs)):
+        arg_index[("out", k)] = n_leaf + k
+    scratch_arg = n_leaf + len(program.outputs)
+
+    for nid in order:
+        op = g.op(nid)
+        if not op.is_leaf and not isinstance(op, Constant) and lowering_for(op) is None \
+                and type(op) not in VIEW_OPS:
+            raise UnsupportedError(f"no native lowering for op {op.name} "
+                                   f"(node %{nid}, created at "
+                                   f"{format_source(g.node(nid)['source'])}); use "
+                                   "mode='reference' for this graph")
+    plan = plan_memory(program, arg_index, lambda op: type(op) in VIEW_OPS)
+    symbols = sorted({s for nid in order for d in g.type(nid).shape for s in D.symbols(d)}
+                     | {s for nid in inputs for d in g.type(nid).shape for s in D.symbols(d)})
+
+    module = ir.Module(name=name)
+    fn = ir.Function(module, ir.FunctionType(I32, [PTR, PTR]), name=ENTRY)
+    fn.args[0].name, fn.args[1].name = "args", "dims"
+    entry = fn.append_basic_block("entry")
+    body = fn.append_basic_block("body")
+    b = ir.IRBuilder(entry)
+    ctx = LowerContext(module, b, program, plan, fn.args[0],
+                       b.bitcast(fn.args[1], I64.as_pointer()), symbols, None)
+    ctx.scratch_arg = scratch_arg
+    ctx.entry_block = entry
+    ctx.prologue_end = b.branch(body)
+    b.position_at_end(body)
+
+    for nid in plan.steps:
+        lower = lowering_for(g.op(nid))
+        if lower is not None:
+            lower(ctx, nid)
+    for k, nid in plan.output_copies:
+        _copy(ctx, ctx.buffer(nid), ctx.arg(arg_index[("out", k)]), nbytes(g.type(nid)))
+    for s, v in program.updates:
+        if v != s:
+            _copy(ctx, ctx.buffer(v), ctx.buffer(s), nbytes(g.type(s)))
+    b.ret(ir.Constant(I32, 0))
+
+    layout = {
+        "inputs": inputs, "shared": shared, "constants": consts,
+        "outputs": list(program.outputs), "symbols": symbols,
+        "scratch_bytes": plan.scratch_bytes, "errors": list(ctx.errors),
+        "plan": plan, "blas": sorted(ctx.blas_symbols),
+    }
+    return str(module), layout
+
+
+def _copy(ctx, src, dst, size):
+    b = ctx.builder
+    fn = ctx.module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
+    b.call(fn, [dst, src, ctx.dim(size), ir.Constant(ir.IntType(1), 0)])
+
+
+def _materialize_leaf_updates(program):
+    """An update whose new value is another leaf (``a <- b``) copies it into scratch
+    first, so no shared buffer is overwritten before every update has read it."""
+    from symgraph.ops.elementwise import StopGradient
+    g = program.graph
+    leafy = [(s, v) for s, v in program.updates
+             if v != s and (g.op(v).is_leaf or type(g.op(v)) in VIEW_OPS)]
+    if not leafy:
+        return program
+    program = program.copy()
+    g = program.graph
+    new = []
+    for s, v in program.updates:
+        if (s, v) in leafy:
+            v = g.add_node(StopGradient(), (v,), g.type(v), source=g.node(v)["source"])
+        new.append((s, v))
+    program.updates = new
+    return program

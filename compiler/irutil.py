@@ -1,0 +1,147 @@
+"""Small helpers for writing readable LLVM IR with llvmlite.ir: types, loops, dims."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+from llvmlite import ir
+
+from symgraph import dims as D
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+F32 = ir.FloatType()
+F64 = ir.DoubleType()
+PTR = ir.PointerType(I8)
+VOID = ir.VoidType()
+
+_STORAGE = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I8}
+
+
+def storage_type(dtype) -> ir.Type:
+    """How a dtype is laid out in memory (bool is one byte, as in numpy)."""
+    return _STORAGE[np.dtype(dtype).name]
+
+
+def value_type(dtype) -> ir.Type:
+    """How a dtype lives in registers (bool is i1)."""
+    return I1 if np.dtype(dtype) == np.bool_ else storage_type(dtype)
+
+
+def i64(v: int) -> ir.Constant:
+    return ir.Constant(I64, int(v))
+
+
+def typed_ptr(builder, ptr, dtype):
+    return builder.bitcast(ptr, storage_type(dtype).as_pointer())
+
+
+def load(builder, base, index, dtype, name=""):
+    """Element ``index`` of the ``dtype`` array at ``base`` (a typed pointer), as a register value."""
+    v = builder.load(builder.gep(base, [index], inbounds=True), name=name)
+    if np.dtype(dtype) == np.bool_:
+        v = builder.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+    return v
+
+
+def store(builder, value, base, index, dtype):
+    if np.dtype(dtype) == np.bool_:
+        value = builder.zext(value, I8)
+    builder.store(value, builder.gep(base, [index], inbounds=True))
+
+
+@contextmanager
+def for_range(builder, count, name="i", start=None):
+    """``for i in range(start or 0, count)`` with named blocks; yields the i64 index."""
+    start = start if start is not None else i64(0)
+    pre = builder.block
+    cond = builder.append_basic_block(f"{name}.cond")
+    body = builder.append_basic_block(f"{name}.body")
+    end = builder.append_basic_block(f"{name}.end")
+    builder.branch(cond)
+    builder.position_at_end(cond)
+    idx = builder.phi(I64, name=name)
+    idx.add_incoming(start, pre)
+    builder.cbranch(builder.icmp_signed("<", idx, count), body, end)
+    builder.position_at_end(body)
+    yield idx
+    nxt = builder.add(idx, i64(1), name=f"{name}.next", flags=["nsw", "nuw"])
+    idx.add_incoming(nxt, builder.block)
+    builder.branch(cond)
+    builder.position_at_end(end)
+
+
+@contextmanager
+def if_then(builder, pred, name="if"):
+    then = builder.append_basic_block(f"{name}.then")
+    end = builder.append_basic_block(f"{name}.end")
+    builder.cbranch(pred, then, end)
+    builder.position_at_end(then)
+    yield
+    if not builder.block.is_terminated:
+        builder.branch(end)
+    builder.position_at_end(end)
+
+
+class DimEmitter:
+    """Emits the value of symbolic dims from the ``dims`` argument, each once per function."""
+
+    def __init__(self, builder, dims_ptr, symbol_index: dict, at_entry=None):
+        self.builder = builder
+        self.at_entry = at_entry or (lambda make: make())
+        self.dims_ptr = dims_ptr
+        self.symbol_index = symbol_index
+        self.cache: dict = {}
+
+    def __call__(self, d) -> ir.Value:
+        if type(d) is int:
+            return i64(d)
+        v = self.cache.get(d)
+        if v is None:
+            v = self.at_entry(lambda: self._emit(d))
+            self.cache[d] = v
+        return v
+
+    def _atom(self, atom) -> ir.Value:
+        b = self.builder
+        if isinstance(atom, str):
+            if atom not in self.cache:
+                p = b.gep(self.dims_ptr, [i64(self.symbol_index[atom])], inbounds=True)
+                self.cache[atom] = b.load(p, name=f"dim.{_safe(atom)}")
+            return self.cache[atom]
+        a, c = (self(x) for x in atom.args)
+        if atom.kind in ("floordiv", "mod"):
+            q = b.sdiv(a, c)
+            r = b.srem(a, c)
+            # floor semantics (Python's //): adjust when the remainder's sign differs
+            fix = b.and_(b.icmp_signed("!=", r, i64(0)),
+                         b.icmp_signed("!=", b.icmp_signed("<", r, i64(0)),
+                                       b.icmp_signed("<", c, i64(0))))
+            if atom.kind == "floordiv":
+                return b.sub(q, b.zext(fix, I64))
+            return b.select(fix, b.add(r, c), r)
+        cmp = b.icmp_signed("<" if atom.kind == "min" else ">", a, c)
+        return b.select(cmp, a, c)
+
+    def _emit(self, d) -> ir.Value:
+        b = self.builder
+        total = None
+        for mono, coeff in d.terms:
+            v = i64(coeff)
+            for atom in mono:
+                v = b.mul(v, self._atom(atom))
+            total = v if total is None else b.add(total, v)
+        return total
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def product(builder, values):
+    out = i64(1)
+    for v in values:
+        out = v if (isinstance(out, ir.Constant) and out.constant == 1) else builder.mul(out, v)
+    return out

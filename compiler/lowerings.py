@@ -1,0 +1,252 @@
+"""The lowering table for the core ops: elementwise, reductions, shape, softmax.
+
+Each entry is ``lower_<op>(ctx, nid)``: it emits a kernel function (pointer
+arguments marked noalias, so loops vectorize) and a call to it from the entry.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from symgraph import dims as D
+from symgraph.ops import elementwise as E
+from symgraph.ops import reductions as R
+from symgraph.ops import shape as S
+from symgraph.ops import nn as NN
+from symgraph.ops.leaves import DimValue
+from .codegen import lowers, VIEW_OPS
+from .fused import Fused
+from .irutil import (I1, I64, PTR, VOID, for_range, i64, load, store, typed_ptr,
+                     storage_type, value_type, product)
+from .kernels import plan_loops, emit_kernel, identity, _combine
+from .lower_scalar import constant, convert
+from . import vecmath
+
+VIEW_OPS.add(S.Reshape)
+
+
+def new_kernel(ctx, prefix, n_ptrs, n_dims, ptr_names=None):
+    """An internal function ``void (ptr noalias..., i64...)`` and a builder at its entry."""
+    fnty = ir.FunctionType(VOID, [PTR] * n_ptrs + [I64] * n_dims)
+    fn = ir.Function(ctx.module, fnty, name=ctx.name(prefix))
+    fn.linkage = "internal"
+    for k in range(n_ptrs):
+        fn.args[k].add_attribute("noalias")
+        if ptr_names:
+            fn.args[k].name = ptr_names[k]
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+def _call(ctx, fn, ptrs, dims):
+    ctx.builder.call(fn, list(ptrs) + [ctx.dim(d) for d in dims])
+
+
+# -- elementwise and fused kernels -------------------------------------------------------
+def _lower_fused(ctx, nid, fused, in_ids):
+    g = ctx.graph
+    in_types = [g.type(i) for i in in_ids]
+    out_type = g.type(nid)
+    plan = plan_loops(fused.space, [t.shape for t in in_types], fused.axes if fused.reduce else ())
+    if fused.reduce in ("max", "min"):
+        count = D.product(fused.space[a] for a in fused.axes)
+        if type(count) is int and count == 0:
+            ctx.fail_if(ir.Constant(I1, 1), f"{ctx.node_where(nid)}: {fused.reduce} of an empty axis")
+        elif type(count) is not int:
+            ctx.fail_if(ctx.builder.icmp_signed("==", ctx.dim(count), i64(0)),
+                        f"{ctx.node_where(nid)}: {fused.reduce} of an empty axis")
+    fn = emit_kernel(ctx.module, ctx.name(f"k.{fused.name}"), fused,
+                     [t.dtype for t in in_types], out_type.dtype, plan)
+    _call(ctx, fn, [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids], plan.extents)
+
+
+@lowers(Fused)
+def lower_fused(ctx, nid):
+    _lower_fused(ctx, nid, ctx.graph.op(nid), ctx.inputs(nid))
+
+
+@lowers(E.Elementwise)
+def lower_elementwise(ctx, nid):
+    g = ctx.graph
+    op = g.op(nid)
+    ins = g.inputs(nid)
+    t = g.type(nid)
+    fused = Fused(n_inputs=len(ins), body=((op, tuple(range(len(ins)))),),
+                  dtypes=(t.dtype,), space=t.shape)
+    _lower_fused(ctx, nid, fused, ins)
+
+
+@lowers(S.BroadcastTo)
+def lower_broadcast_to(ctx, nid):
+    t = ctx.type(nid)
+    _lower_fused(ctx, nid, Fused(n_inputs=1, body=(), dtypes=(), space=t.shape), ctx.inputs(nid))
+
+
+_REDUCE_KIND = {R.Sum: "sum", R.Prod: "prod", R.Max: "max", R.Min: "min"}
+
+
+@lowers(R.Sum, R.Prod, R.Max, R.Min)
+def lower_reduce(ctx, nid):
+    op = ctx.graph.op(nid)
+    (x,) = ctx.inputs(nid)
+    fused = Fused(n_inputs=1, body=(), dtypes=(), space=ctx.type(x).shape,
+                  reduce=_REDUCE_KIND[type(op)], axes=op.axes, keepdims=op.keepdims)
+    _lower_fused(ctx, nid, fused, [x])
+
+
+@lowers(DimValue)
+def lower_dim_value(ctx, nid):
+    op = ctx.graph.op(nid)
+    b = ctx.builder
+    v = ctx.dim(op.dim)
+    dt = op.dtype
+    val = b.sitofp(v, value_type(dt)) if dt.kind == "f" else (
+        b.trunc(v, value_type(dt)) if dt == np.int32 else v)
+    store(b, val, typed_ptr(b, ctx.buffer(nid), dt), i64(0), dt)
+
+
+# -- transpose: a strided copy ------------------------------------------------------------
+@lowers(S.Transpose)
+def lower_transpose(ctx, nid):
+    op = ctx.graph.op(nid)
+    (x,) = ctx.inputs(nid)
+    in_shape = ctx.type(x).shape
+    dt = ctx.type(nid).dtype
+    nd = len(in_shape)
+    fn, b = new_kernel(ctx, "k.transpose", 2, nd, ["out", "x"])
+    out, src = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
+    dims_in = list(fn.args[2:])
+    in_strides = [None] * nd
+    acc = i64(1)
+    for a in reversed(range(nd)):
+        in_strides[a] = acc
+        acc = b.mul(acc, dims_in[a])
+    out_dims = [dims_in[a] for a in op.axes]
+    out_strides = [in_strides[a] for a in op.axes]
+
+    def nest(level, o_off, i_off):
+        if level == nd:
+            store(b, load(b, src, i_off, dt), out, o_off, dt)
+            return
+        with for_range(b, out_dims[level], name=f"t{level}") as i:
+            nest(level + 1, b.add(b.mul(o_off, out_dims[level]), i),
+                 b.add(i_off, b.mul(i, out_strides[level])))
+    nest(0, i64(0), i64(0))
+    b.ret_void()
+    _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], in_shape)
+
+
+# -- softmax / log_softmax along one axis ----------------------------------------------
+def _split(shape, axis):
+    return D.product(shape[:axis]), shape[axis], D.product(shape[axis + 1:])
+
+
+@lowers(NN.Softmax)
+def lower_softmax(ctx, nid):
+    op = ctx.graph.op(nid)
+    (x,) = ctx.inputs(nid)
+    dt = ctx.type(nid).dtype
+    log = isinstance(op, NN.LogSoftmax)
+    fn, b = new_kernel(ctx, "k.log_softmax" if log else "k.softmax", 2, 3, ["out", "x"])
+    out, src = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
+    n_outer, n, n_inner = fn.args[2:]
+    zero = constant(dt, 0.0)
+    with for_range(b, n_outer, name="o") as o:
+        with for_range(b, n_inner, name="j") as j:
+            base = b.add(b.mul(b.mul(o, n), n_inner), j)
+
+            def at(i):
+                return b.add(base, b.mul(i, n_inner))
+            m = _reduce_loop(b, n, lambda i: load(b, src, at(i), dt), "max", dt)
+            finite = b.fcmp_ordered("<", b.call(b.module.declare_intrinsic(
+                "llvm.fabs", [value_type(dt)]), [m]), constant(dt, np.inf))
+            m = b.select(finite, m, zero)
+            s = _reduce_loop(b, n, lambda i: vecmath.exp(
+                b, b.fsub(load(b, src, at(i), dt), m), dt), "sum", dt)
+            if log:
+                lse = b.fadd(vecmath.log(b, s, dt), m)
+                with for_range(b, n, name="w") as i:
+                    store(b, b.fsub(load(b, src, at(i), dt), lse), out, at(i), dt)
+            else:
+                inv = b.fdiv(constant(dt, 1.0), s)
+                with for_range(b, n, name="w") as i:
+                    e = vecmath.exp(b, b.fsub(load(b, src, at(i), dt), m), dt)
+                    store(b, b.fmul(e, inv), out, at(i), dt)
+    b.ret_void()
+    _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], _split(ctx.type(x).shape, op.axis))
+
+
+def _reduce_loop(b, n, value_at, kind, dt):
+    """Fold ``value_at(i)`` for i < n with a register accumulator (phi)."""
+    pre = b.block
+    init = identity(kind, dt)
+    cond = b.append_basic_block("r.cond")
+    body = b.append_basic_block("r.body")
+    end = b.append_basic_block("r.end")
+    b.branch(cond)
+    b.position_at_end(cond)
+    i = b.phi(I64, name="ri")
+    acc = b.phi(value_type(dt), name="racc")
+    i.add_incoming(i64(0), pre)
+    acc.add_incoming(init, pre)
+    b.cbranch(b.icmp_signed("<", i, n), body, end)
+    b.position_at_end(body)
+    new = _combine(b, kind, acc, value_at(i), dt)
+    i.add_incoming(b.add(i, i64(1)), b.block)
+    acc.add_incoming(new, b.block)
+    b.branch(cond)
+    b.position_at_end(end)
+    return acc
+
+
+# -- argmax / argmin ------------------------------------------------------------------
+@lowers(R.Argmax)
+def lower_argmax(ctx, nid):
+    op = ctx.graph.op(nid)
+    (x,) = ctx.inputs(nid)
+    shape = ctx.type(x).shape
+    dt = ctx.type(x).dtype
+    is_min = isinstance(op, R.Argmin)
+    if op.axis is None:
+        outer, n, inner = 1, D.product(shape), 1
+    else:
+        outer, n, inner = _split(shape, op.axis)
+    if type(n) is int and n == 0:
+        ctx.fail_if(ir.Constant(I1, 1), f"{ctx.node_where(nid)}: {op.name} of an empty axis")
+    elif type(n) is not int:
+        ctx.fail_if(ctx.builder.icmp_signed("==", ctx.dim(n), i64(0)),
+                    f"{ctx.node_where(nid)}: {op.name} of an empty axis")
+    fn, b = new_kernel(ctx, f"k.{op.name}", 2, 3, ["out", "x"])
+    out, src = typed_ptr(b, fn.args[0], np.int64), typed_ptr(b, fn.args[1], dt)
+    n_outer, n_len, n_inner = fn.args[2:]
+    fl = dt.kind == "f"
+    with for_range(b, n_outer, name="o") as o:
+        with for_range(b, n_inner, name="j") as j:
+            base = b.add(b.mul(b.mul(o, n_len), n_inner), j)
+            pre = b.block
+            cond, body, end = (b.append_basic_block(f"am.{s}") for s in ("cond", "body", "end"))
+            b.branch(cond)
+            b.position_at_end(cond)
+            i = b.phi(I64)
+            best = b.phi(value_type(dt))
+            best_i = b.phi(I64)
+            i.add_incoming(i64(1), pre)
+            best.add_incoming(load(b, src, base, dt) if True else None, pre)
+            best_i.add_incoming(i64(0), pre)
+            b.cbranch(b.icmp_signed("<", i, n_len), body, end)
+            b.position_at_end(body)
+            v = load(b, src, b.add(base, b.mul(i, n_inner)), dt)
+            if fl:  # numpy: the first NaN wins
+                better = b.fcmp_unordered("<" if is_min else ">", v, best)
+                better = b.and_(better, b.fcmp_ordered("==", best, best))
+            elif dt == np.bool_:
+                better = b.icmp_unsigned("<" if is_min else ">", v, best)
+            else:
+                better = b.icmp_signed("<" if is_min else ">", v, best)
+            best.add_incoming(b.select(better, v, best), b.block)
+            best_i.add_incoming(b.select(better, i, best_i), b.block)
+            i.add_incoming(b.add(i, i64(1)), b.block)
+            b.branch(cond)
+            b.position_at_end(end)
+            store(b, best_i, out, b.add(b.mul(o, n_inner), j), np.int64)
+    b.ret_void()
+    _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], [outer, n, inner])

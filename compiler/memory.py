@@ -1,0 +1,126 @@
+"""Memory plan: where every value of a Program lives during one call.
+
+Inputs, shared variables, constants and outputs live in buffers the runtime passes in;
+every other value gets a slot in one scratch arena. Slots are reused once their value
+is dead (liveness over the static schedule); a view op (reshape) shares its input's
+buffer. Sizes may be symbolic, so slot sizes and offsets are dims, and the peak scratch
+size is known, as an expression of the symbolic dims, before the function runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from symgraph import dims as D
+from symgraph.ops.leaves import Placeholder, Shared, Constant, DimValue
+
+ALIGN = 64
+
+
+@dataclass
+class MemoryPlan:
+    home: dict                      # nid -> ("arg", k) or ("scratch", slot)
+    slots: list                     # slot sizes in bytes (dims)
+    offsets: list                   # slot offsets in bytes (dims)
+    scratch_bytes: object           # total (dim)
+    output_copies: list = field(default_factory=list)   # (output index, nid)
+    steps: list = field(default_factory=list)           # nids to lower, in order
+
+    def describe(self, env=None) -> str:
+        total = D.evaluate(self.scratch_bytes, env) if env is not None else self.scratch_bytes
+        return f"{len(self.slots)} scratch slots, {total} bytes at peak"
+
+
+def nbytes(type_) -> object:
+    n = D.product(type_.shape)
+    return D.mul(n, np.dtype(type_.dtype).itemsize)
+
+
+def _aligned(size):
+    if type(size) is int:
+        return -(-size // ALIGN) * ALIGN
+    return D.mul(D.floordiv(D.add(size, ALIGN - 1), ALIGN), ALIGN)
+
+
+def plan_memory(program, arg_index: dict, is_view) -> MemoryPlan:
+    """``arg_index`` maps leaf and output nids to argument positions; ``is_view(op)`` says
+    whether a node reuses its first input's buffer."""
+    g = program.graph
+    order = program.order()
+    outputs = list(program.outputs)
+    first_output = {}
+    for k, nid in enumerate(outputs):
+        first_output.setdefault(nid, k)
+
+    home: dict = {}
+    base: dict = {}  # nid -> nid whose buffer it uses
+    steps = []
+    for nid in order:
+        op = g.op(nid)
+        if isinstance(op, (Placeholder, Shared, Constant)):
+            home[nid] = ("arg", arg_index[nid])
+            base[nid] = nid
+        elif is_view(op):
+            base[nid] = base[g.inputs(nid)[0]]
+            steps.append(nid)
+        else:
+            base[nid] = nid
+            steps.append(nid)
+
+    # an output gets its own buffer unless its value lives elsewhere (a leaf, a view,
+    # or an output listed twice): those are copied at the end.
+    copies = []
+    for k, nid in enumerate(outputs):
+        if base[nid] == nid and nid not in home and first_output[nid] == k \
+                and not isinstance(g.op(nid), DimValue):
+            home[nid] = ("arg", arg_index[("out", k)])
+        else:
+            copies.append((k, nid))
+
+    last = {}
+    for step, nid in enumerate(steps):
+        for i in g.inputs(nid):
+            last[base[i]] = step
+    keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
+
+    slots, free = [], []
+    for step, nid in enumerate(steps):
+        if base[nid] == nid and nid not in home:
+            size = _aligned(nbytes(g.type(nid)))
+            slot = _take_slot(free, slots, size)
+            home[nid] = ("scratch", slot)
+        for i in set(g.inputs(nid)):
+            b = base[i]
+            if last.get(b) == step and b not in keep_alive and home.get(b, ("arg",))[0] == "scratch":
+                free.append(home[b][1])
+        if base[nid] == nid and nid not in last and nid not in keep_alive \
+                and home[nid][0] == "scratch":
+            free.append(home[nid][1])  # computed but never read (kept for its side effects)
+    for nid in order:
+        if nid not in home:
+            home[nid] = home[base[nid]]
+
+    offsets, total = [], 0
+    for s in slots:
+        offsets.append(total)
+        total = D.add(total, s)
+    return MemoryPlan(home, slots, offsets, total, copies, steps)
+
+
+def _take_slot(free, slots, size):
+    """A free slot of the same size (or, statically, the smallest big enough), else a new one."""
+    best = None
+    for k in free:
+        s = slots[k]
+        if s == size:
+            best = k
+            break
+        if type(s) is int and type(size) is int and s >= size and (
+                best is None or slots[best] > s):
+            best = k
+    if best is not None:
+        free.remove(best)
+        return best
+    slots.append(size)
+    return len(slots) - 1

@@ -1,0 +1,27 @@
+"""Turn an artifact (object code + manifest) into a callable NativeFunction."""
+from __future__ import annotations
+
+import numpy as np
+
+from symgraph import dims as D
+from .jit import load_object
+from .native import NativeFunction
+from .signature import ArgSpec, Requirement, Signature
+from . import externals
+
+
+def signature_from_manifest(m) -> Signature:
+    args = [ArgSpec(a["name"], np.dtype(a["dtype"]), tuple(a["shape"])) for a in m["inputs"]]
+    reqs = [Requirement(D.from_data(r["left"]), D.from_data(r["right"]), r["where"])
+            for r in m["requirements"]]
+    return Signature(args, reqs)
+
+
+def native_function(object_code: bytes, manifest: dict, shared, constants) -> NativeFunction:
+    code = load_object(object_code, manifest["entry"], externals.addresses(manifest["external"]))
+    outputs = [(np.dtype(o["dtype"]), tuple(D.from_data(d) for d in o["shape"]))
+               for o in manifest["outputs"]]
+    return NativeFunction(code, signature_from_manifest(manifest), shared=shared,
+                          constants=constants, outputs=outputs, symbols=manifest["symbols"],
+                          scratch_bytes=D.from_data(manifest["scratch_bytes"]),
+                          errors=manifest["errors"])
