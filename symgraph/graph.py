@@ -4,7 +4,9 @@ Each node's attribute dict holds ``op``, ``type`` (a TensorType), ``inputs`` (th
 ordered tuple of input node ids; an id may repeat, as in ``x * x``), ``name``,
 ``source`` (the user's file and line that created it) and, when broadcasting or
 matching left sizes that must agree at call time, ``requires``. Edges mirror the
-inputs so networkx algorithms (ancestors, drawing, topological sort) work as is.
+inputs so networkx algorithms (ancestors, drawing, topological sort) work as is;
+an edge's ``positions`` attribute lists the argument positions it feeds, so ``x * x``
+is one edge with ``positions=(0, 1)`` and the argument order is visible in networkx too.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import threading
 import networkx as nx
 
 from .errors import GraphError
+from .tensor import handle_class
 
 _graph_ids = itertools.count()
 
@@ -36,10 +39,20 @@ class Graph:
         attrs = {"op": op, "type": type_, "inputs": tuple(inputs), "name": name, "source": source}
         if requires:
             attrs["requires"] = tuple(requires)
-        self.nx.add_node(nid, **attrs)
-        for i in attrs["inputs"]:
-            self.nx.add_edge(i, nid)
+        self.insert(nid, attrs)
         return nid
+
+    def insert(self, nid: int, attrs: dict) -> None:
+        """Add node ``nid`` with ready-made attributes (e.g. copied from another graph)
+        and the edges that mirror its inputs; its inputs must already be in the graph."""
+        self.nx.add_node(nid, **attrs)
+        positions: dict = {}
+        for k, i in enumerate(attrs["inputs"]):
+            positions.setdefault(i, []).append(k)
+        for i, ks in positions.items():
+            if i not in self.nx._node:
+                raise GraphError(f"node {nid}: input {i} is not in the graph")
+            self.nx.add_edge(i, nid, positions=tuple(ks))
 
     def fresh_symbol(self, hint: str) -> str:
         """A symbol name unused in this graph, for a ``None`` dim."""
@@ -79,7 +92,6 @@ class Graph:
         """The handle of node ``nid`` (one handle per node, so it can key dicts)."""
         h = self._handles.get(nid)
         if h is None:
-            from .tensor import handle_class
             h = handle_class(self.op(nid))(self, nid)
             self._handles[nid] = h
         return h

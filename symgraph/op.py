@@ -18,9 +18,13 @@ import numpy as np
 from . import dims as D
 from .errors import GradientError, GraphError, ShapeError, DTypeError, SymgraphError
 from .graph import get_default_graph
+from .tensor import Tensor
 from .types import TensorType
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+_NAMES: dict = {}
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,17 @@ class Op:
     differentiable: ClassVar[bool] = True
     # Leaves (placeholders, shared variables) have no inputs and no reference value.
     is_leaf: ClassVar[bool] = False
+    # The value lives between calls (shared variables): never folded or merged by value.
+    stateful: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
-        n = type(self).__name__
-        return "".join("_" + c.lower() if c.isupper() else c for c in n).lstrip("_")
+        cls = type(self)
+        n = _NAMES.get(cls)
+        if n is None:  # snake_case of the class name, computed once per class
+            n = _NAMES[cls] = "".join("_" + c.lower() if c.isupper() else c
+                                      for c in cls.__name__).lstrip("_")
+        return n
 
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -123,17 +133,23 @@ def format_source(source) -> str:
 
 
 # -- apply -----------------------------------------------------------------------------
-def _graph_of(args):
-    g = None
-    for a in args:
+def _graph_of(op, args):
+    """The graph of the tensor arguments (the default graph when there are none);
+    a ``with Graph()`` block decides where leaves go, an op goes where its inputs are."""
+    g, first = None, None
+    for k, a in enumerate(args):
         ag = getattr(a, "graph", None)
         if ag is None:
             continue
         if g is None:
-            g = ag
+            g, first = ag, k
         elif ag is not g:
-            raise GraphError("cannot combine tensors of two different graphs "
-                             f"({g!r} and {ag!r}); build them in one graph")
+            from .printing import node_label
+            raise GraphError(
+                f"{op.name}: argument {k} ({node_label(ag, a.id)}) belongs to {ag!r} but "
+                f"argument {first} ({node_label(g, args[first].id)}) belongs to {g!r}; "
+                f"tensors of two graphs cannot be combined (node created at "
+                f"{format_source(user_source())})")
     return g if g is not None else get_default_graph()
 
 
@@ -143,21 +159,24 @@ def apply(op: Op, *args, name: str | None = None):
     Python scalars and numpy arrays among ``args`` become constants. Shape and dtype
     errors name the op and the user's source line.
     """
-    from .tensor import Tensor
-    from .ops.leaves import as_tensor
-
-    graph = _graph_of(args)
+    graph = _graph_of(op, args)
     ids = []
     for a in args:
-        t = a if isinstance(a, Tensor) else as_tensor(a, graph=graph)
-        ids.append(t.id)
+        if isinstance(a, Tensor):
+            ids.append(a.id)
+        else:
+            from .ops.leaves import as_tensor  # leaves.py imports this module
+            ids.append(as_tensor(a, graph=graph).id)
     types = [graph.type(i) for i in ids]
     source = user_source()
     try:
         out_type = op.infer(*types)
         requires = op.requires(*types)
     except SymgraphError as e:
-        raise type(e)(f"{e}\n  (node created at {format_source(source)})") from None
+        from .printing import node_label
+        shown = ", ".join(f"{k}: {node_label(graph, i)}" for k, i in enumerate(ids))
+        raise type(e)(f"{e}\n  arguments: {shown}\n  (node created at "
+                      f"{format_source(source)})") from None
     nid = graph.add_node(op, ids, out_type, name=name, source=source, requires=requires)
     return graph.tensor(nid)
 

@@ -45,11 +45,10 @@ class Program:
     def copy(self) -> "Program":
         """A deep-enough copy for rewriting: a new graph with the same ids."""
         g = Graph(self.graph.name)
-        for nid in self.order():
-            attrs = dict(self.graph.node(nid))
-            g.nx.add_node(nid, **attrs)
-            for i in attrs["inputs"]:
-                g.nx.add_edge(i, nid)
+        order = self.order()
+        unused = set(self.inputs) - set(order)  # inputs no output needs are still arguments
+        for nid in order + [i for i in self.inputs if i in unused]:
+            g.insert(nid, dict(self.graph.node(nid)))
         g._next_id = self.graph._next_id
         g._symbols = set(self.graph._symbols)
         return Program(g, list(self.inputs), list(self.outputs), list(self.updates),
@@ -104,13 +103,10 @@ def build_program(inputs, outputs, updates) -> Program:
 
     g = Graph(src.name)
     for nid in order + [s for s in targets if s not in set(order)]:
-        attrs = dict(src.node(nid))
-        g.nx.add_node(nid, **attrs)
-        for i in attrs["inputs"]:
-            g.nx.add_edge(i, nid)
+        g.insert(nid, dict(src.node(nid)))
     for i in inputs:
         if i.id not in g:
-            g.nx.add_node(i.id, **dict(src.node(i.id)))
+            g.insert(i.id, dict(src.node(i.id)))
     g._next_id = src._next_id
     g._symbols = set(src._symbols)
     prog = Program(g, [t.id for t in inputs], [t.id for t in outputs],

@@ -161,5 +161,4 @@ class SharedVariable(Tensor):
 
 
 def handle_class(op):
-    from .ops.leaves import Shared
-    return SharedVariable if isinstance(op, Shared) else Tensor
+    return SharedVariable if op.stateful else Tensor

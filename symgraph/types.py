@@ -67,6 +67,8 @@ class TensorType:
 
 def result_dtype(*types: TensorType) -> np.dtype:
     """NumPy 2 promotion with weak Python scalars; all-weak floats default to float32."""
+    if types and all(not t.weak and t.dtype == types[0].dtype for t in types):
+        return types[0].dtype
     strong = [t.dtype for t in types if not t.weak]
     weak = [t.dtype for t in types if t.weak]
     if not strong:
@@ -86,6 +88,8 @@ def result_dtype(*types: TensorType) -> np.dtype:
 def broadcast_shapes(op: str, shapes, names=None):
     """Static broadcasting. Returns ``(shape, requires)``; ``requires`` lists pairs of
     dims that must be equal at call time. Raises ShapeError for a static mismatch."""
+    if shapes and all(s == shapes[0] for s in shapes[1:]):
+        return tuple(shapes[0]), []  # the common case, and the cost of every graph build
     names = names or [f"argument {i}" for i in range(len(shapes))]
     ndim = max((len(s) for s in shapes), default=0)
     out = []

@@ -26,8 +26,7 @@ class Elementwise(Op):
     def infer(self, *types):
         if len(types) != self.arity:
             raise TypeError(f"{self.name} takes {self.arity} inputs, got {len(types)}")
-        shape, _ = broadcast_shapes(self.name, [t.shape for t in types],
-                                    [f"argument {i} ({t})" for i, t in enumerate(types)])
+        shape, _ = broadcast_shapes(self.name, [t.shape for t in types])
         return TensorType(self.out_dtype(*types), shape, all(t.weak for t in types))
 
     def requires(self, *types):
@@ -63,7 +62,8 @@ def unbroadcast(g, type_):
             axes.append(lead + k)
     if axes:
         g = api.sum(g, axis=tuple(axes), keepdims=True)
-    if lead:
+    if lead or tuple(g.shape) != tuple(in_shape):
+        # also when dims differ only by name (N vs 0, or N vs M, tied by a requires pair)
         g = api.reshape(g, in_shape)
     if g.dtype != type_.dtype:
         g = api.cast(g, type_.dtype)

@@ -100,6 +100,7 @@ class Shared(Op):
 
     storage: SharedStorage
     is_leaf = True
+    stateful = True
 
     def __eq__(self, other):
         return isinstance(other, Shared) and other.storage is self.storage
