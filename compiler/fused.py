@@ -71,7 +71,7 @@ class Fused(Op):
                 out = REDUCERS[self.reduce](out, axis=self.axes, keepdims=self.keepdims,
                                             dtype=np.dtype(self.dtypes[-1])
                                             if self.reduce in ("sum", "prod") else None)
-        return np.ascontiguousarray(out)
+        return np.array(out, order="C")  # ascontiguousarray would make a 0-d result 1-d
 
     def __str__(self):
         n = self.n_inputs

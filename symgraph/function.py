@@ -34,7 +34,8 @@ def _as_update_pairs(updates):
 class Function:
     """A compiled function: call it with arrays; ``.graph`` is the networkx graph it runs."""
 
-    def __init__(self, inputs, outputs, updates=None, *, mode="reference", name=None):
+    def __init__(self, inputs, outputs, updates=None, *, mode="reference", name=None,
+                 rewrites=None):
         from .tensor import Tensor
         from .program import build_program
         if mode not in MODES:
@@ -51,7 +52,9 @@ class Function:
         graph = (list(inputs) + outs + [s for s, _ in _as_update_pairs(updates)] or [None])[0]
         outs = [as_tensor(o, graph=getattr(graph, "graph", None)) for o in outs]
         self.program = build_program(list(inputs), outs, _as_update_pairs(updates))
-        self.optimized = self.program
+        # The rewritten copy runs; self.program stays as built, for inspection.
+        from .compiler.pipeline import optimize
+        self.optimized, self.rewrite_report = optimize(self.program, rewrites)
         self._compile()
 
     def _compile(self):
@@ -133,12 +136,17 @@ class Function:
                 f"{[a.name for a in self.signature.args]} outputs={len(self.optimized.outputs)}>")
 
 
-def function(inputs, outputs=None, updates=None, *, mode="reference", name=None) -> Function:
+def function(inputs, outputs=None, updates=None, *, mode="reference", name=None,
+             rewrites=None) -> Function:
     """Compile ``outputs`` (and ``updates``) as a function of ``inputs``.
 
     ``updates`` is a list of ``(shared, new_value)`` pairs or a dict; every new value
     is computed from the old values before any is stored (Theano semantics).
 
+    ``rewrites`` chooses the graph rewrites (docs/rewrites.md): None runs them all;
+    False turns them off; ``{"exclude": ["fuse_elementwise"]}`` skips rules by name.
+    ``f.rewrite_report`` says what they did; ``f.program`` is the graph before them.
+
     >>> step = sg.function([x, y], loss, updates=[(w, w - 0.1 * gw)])
     """
-    return Function(inputs, outputs, updates, mode=mode, name=name)
+    return Function(inputs, outputs, updates, mode=mode, name=name, rewrites=rewrites)

@@ -1,0 +1,132 @@
+"""The rewrite pipeline: one ordered list of phases, readable at a glance.
+
+Each phase applies the rule groups it names until none fires (one worklist run of the
+driver in rewrite.py), then its whole-graph passes. Groups accumulate: cleanup
+(constant folding, merging) and canonical forms keep running while later phases create
+new nodes. Rules are collected from the modules in RULE_MODULES, in their order of
+definition, so adding a rule is one decorated function in the module of its theme.
+
+``sg.function(..., rewrites=...)`` chooses what runs:
+
+- ``None`` or ``True``: the default pipeline;
+- ``False`` or ``"none"``: no rewriting at all;
+- a dict with any of ``exclude`` (rule names), ``finite_math`` (bool: assume no inf or
+  nan, enabling ``x * 0 -> 0``, ``x - x -> 0`` and inverted float comparisons),
+  ``verify`` (bool: check the graph after every phase), or a RewriteOptions.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from .rewrite import DEAD, MERGE, GraphPass, Rewriter, RewriteReport, Rule
+
+# (phase, rule groups that run in it, whole-graph passes run after its rules)
+PIPELINE = (
+    ("canonicalize", ("cleanup", "canonicalize"), ()),
+    ("simplify", ("cleanup", "canonicalize", "simplify"), ()),
+    ("stabilize", ("cleanup", "canonicalize", "simplify", "stabilize"), ()),
+    ("specialize", ("cleanup", "simplify", "specialize"), ()),
+    ("fuse", (), ("fuse_elementwise",)),
+)
+
+RULE_MODULES = ("cleanup", "rules_algebra", "rules_shape", "rules_stabilize", "rules_matrix",
+                "fusion")
+
+
+@dataclass(frozen=True)
+class RewriteOptions:
+    exclude: frozenset = frozenset()
+    finite_math: bool = False
+    verify: bool = field(default_factory=lambda: os.environ.get("SYMGRAPH_VERIFY", "") not in
+                         ("", "0"))
+
+
+def all_rules() -> dict:
+    """name -> Rule or GraphPass, over every rule module, in definition order."""
+    import importlib
+    out: dict = {}
+    for mod in RULE_MODULES:
+        m = importlib.import_module(f"{__package__}.{mod}")
+        for v in vars(m).values():
+            if isinstance(v, (Rule, GraphPass)) and v.name not in out:
+                out[v.name] = v
+    return out
+
+
+def parse_options(spec):
+    """``rewrites=`` as RewriteOptions, or None when rewriting is off."""
+    if spec is None or spec is True:
+        return RewriteOptions()
+    if spec is False or spec == "none":
+        return None
+    if isinstance(spec, RewriteOptions):
+        opts = spec
+    elif isinstance(spec, dict):
+        unknown = set(spec) - {"exclude", "finite_math", "verify"}
+        if unknown:
+            raise ValueError(f"rewrites: unknown keys {sorted(unknown)}; use 'exclude', "
+                             "'finite_math' or 'verify'")
+        exclude = spec.get("exclude", ())
+        if isinstance(exclude, str):
+            exclude = (exclude,)
+        kw = {k: bool(spec[k]) for k in ("finite_math", "verify") if k in spec}
+        opts = RewriteOptions(exclude=frozenset(exclude), **kw)
+    else:
+        raise TypeError(f"rewrites must be None, False, 'none', a dict or RewriteOptions, "
+                        f"got {type(spec).__name__}")
+    known = set(all_rules()) | {MERGE, DEAD}
+    bad = sorted(set(opts.exclude) - known)
+    if bad:
+        raise ValueError(f"rewrites: no rule named {bad}; known rules: {sorted(known)}")
+    return opts
+
+
+def optimize(program, rewrites=None):
+    """``(optimized program, report)`` for a Program; the program itself is not modified.
+
+    >>> opt, report = optimize(f.program, {"exclude": ["fuse_elementwise"]})
+    """
+    opts = parse_options(rewrites)
+    if opts is None:
+        return program, None
+    work = _copy(program)
+    report = RewriteReport()
+    report.excluded = tuple(sorted(opts.exclude))
+    rules = all_rules()
+    rw = Rewriter(work, opts, report)
+    if opts.verify:
+        from .verify import verify
+        verify(work, "before rewriting")
+    for phase, groups, passes in PIPELINE:
+        t0, before = time.perf_counter(), len(work.graph)
+        rw.run([r for r in rules.values() if isinstance(r, Rule) and r.group in groups])
+        for name in passes:
+            if name not in opts.exclude:
+                count = rules[name].fn(rw)
+                if count:
+                    report.fired[name] += count
+        rw.sweep()
+        report.phases.append(_stats(phase, before, len(work.graph), t0))
+        if opts.verify:
+            from .verify import verify
+            verify(work, f"after phase {phase}")
+    from .fusion import kernel_counts
+    report.kernels = kernel_counts(work)
+    return work, report
+
+
+def _stats(name, before, after, t0):
+    from .rewrite import PhaseStats
+    return PhaseStats(name, before, after, time.perf_counter() - t0)
+
+
+def _copy(program):
+    """Program.copy() plus the inputs the outputs do not use (the signature needs them)."""
+    work = program.copy()
+    g = work.graph
+    for nid in program.inputs:
+        if nid not in g:
+            g.nx.add_node(nid, **dict(program.graph.node(nid)))
+    return work

@@ -1,0 +1,402 @@
+"""The rewrite framework: rules, the worklist driver that applies them, and its report.
+
+A rule is a small function ``(rw, n) -> replacement id | None`` made a ``Rule`` by the
+``@rewrite(group, *op_classes)`` decorator; the pipeline (pipeline.py) says which groups
+run in which phase. The driver keeps a worklist over a Program's graph: replacing a node
+rewires its consumers and the program's outputs, gives the nodes a rule created the
+replaced node's source line, and deletes what became dead. Equal subexpressions are merged
+by hash-consing, so a rule that builds a node which already exists gets the existing one.
+Each node is revisited only when something it reads changed, which keeps a run
+near-linear in the size of the graph (no whole-graph rescans per firing).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from symgraph.errors import SymgraphError
+from symgraph.ops.leaves import Constant, Placeholder, Shared
+from symgraph.printing import format_node
+from symgraph.types import TensorType
+
+MERGE = "merge_common_subexpressions"
+DEAD = "remove_dead_nodes"
+
+
+class RewriteError(SymgraphError):
+    """A rule broke an invariant (changed a type, looped): a bug in the rule, named."""
+
+
+# -- rules ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """A node rule: ``fn(rw, n)`` returns the id of a node computing the same value, or None."""
+
+    name: str
+    group: str
+    ops: Optional[tuple]        # op classes it looks at (None: every node)
+    fn: Callable
+    doc: str
+
+    def __call__(self, rw, n):
+        return self.fn(rw, n)
+
+
+@dataclass(frozen=True)
+class GraphPass:
+    """A whole-graph pass ``fn(rw) -> number of changes`` (fusion is one)."""
+
+    name: str
+    fn: Callable
+    doc: str
+
+
+def _first_line(fn) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else fn.__name__
+
+
+def rewrite(group: str, *ops):
+    """Make ``fn(rw, n)`` a Rule of ``group`` that runs on nodes whose op is one of ``ops``.
+
+    >>> @rewrite("simplify", Multiply)
+    ... def remove_multiply_by_one(rw, n):
+    ...     '''x * 1 -> x'''
+    """
+    def deco(fn):
+        return Rule(fn.__name__, group, tuple(ops) or None, fn, _first_line(fn))
+    return deco
+
+
+def graph_pass(fn) -> GraphPass:
+    return GraphPass(fn.__name__, fn, _first_line(fn))
+
+
+# -- the report ----------------------------------------------------------------------------
+@dataclass
+class PhaseStats:
+    name: str
+    nodes_before: int
+    nodes_after: int
+    seconds: float
+
+
+class RewriteReport:
+    """What a rewrite run did: nodes before/after each phase and how often each rule fired."""
+
+    def __init__(self):
+        self.phases: list = []
+        self.fired: Counter = Counter()
+        self.kernels: dict = {}
+        self.excluded: tuple = ()
+
+    @property
+    def nodes_before(self) -> int:
+        return self.phases[0].nodes_before if self.phases else 0
+
+    @property
+    def nodes_after(self) -> int:
+        return self.phases[-1].nodes_after if self.phases else 0
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.phases)
+
+    def __str__(self) -> str:
+        lines = [f"rewrites: {self.nodes_before} -> {self.nodes_after} nodes "
+                 f"in {self.seconds * 1e3:.1f} ms"]
+        for p in self.phases:
+            lines.append(f"  {p.name:<12} {p.nodes_before:>6} -> {p.nodes_after:<6} "
+                         f"{p.seconds * 1e3:8.1f} ms")
+        if self.kernels:
+            lines.append("  kernels: " + ", ".join(f"{k}={v}" for k, v in self.kernels.items()))
+        for name, count in sorted(self.fired.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {count:>6}  {name}")
+        if self.excluded:
+            lines.append("  excluded: " + ", ".join(self.excluded))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+# -- the driver ----------------------------------------------------------------------------
+def _rule_index(rules):
+    """op class -> the rules that look at it (in pipeline order), resolved through the MRO."""
+    cache: dict = {}
+    anyop = [r for r in rules if r.ops is None]
+
+    def lookup(cls):
+        got = cache.get(cls)
+        if got is None:
+            got = [r for r in rules if r.ops is None or issubclass(cls, r.ops)]
+            cache[cls] = got
+        return got
+    return lookup if rules else (lambda cls: anyop)
+
+
+class Rewriter:
+    """Edits a Program's graph in place; rules read and build nodes through it."""
+
+    def __init__(self, program, options, report: RewriteReport):
+        self.program = program
+        self.g = program.graph
+        self.options = options
+        self.report = report
+        self.merge = MERGE not in options.exclude
+        self.table: dict = {}           # hash-consing key -> node id
+        self.key_of: dict = {}
+        self._uniform: dict = {}
+        self._source = None             # source line given to nodes a rule creates
+        self._created: list = []
+        self._queue: deque = deque()
+        self._queued: set = set()
+        self.roots: Counter = Counter(program.roots)
+
+    # -- reading -------------------------------------------------------------------------
+    def op(self, n):
+        return self.g.nx._node[n]["op"]
+
+    def ins(self, n) -> tuple:
+        return self.g.nx._node[n]["inputs"]
+
+    def type(self, n) -> TensorType:
+        return self.g.nx._node[n]["type"]
+
+    def dtype(self, n) -> np.dtype:
+        return self.g.nx._node[n]["type"].dtype
+
+    def shape(self, n) -> tuple:
+        return self.g.nx._node[n]["type"].shape
+
+    def consumers(self, n):
+        return self.g.nx._succ[n]
+
+    def is_root(self, n) -> bool:
+        return self.roots[n] > 0
+
+    def isa(self, n, *classes) -> bool:
+        return isinstance(self.g.nx._node[n]["op"], classes)
+
+    def uniform(self, n):
+        """The one value every element of ``n`` has when ``n`` is a constant (possibly
+        broadcast, reshaped or transposed); else None."""
+        from symgraph.ops.shape import BroadcastTo, Reshape, Transpose
+        while isinstance(self.op(n), (BroadcastTo, Reshape, Transpose)):
+            n = self.ins(n)[0]
+        op = self.op(n)
+        if not isinstance(op, Constant):
+            return None
+        key = id(op.value)
+        if key not in self._uniform:
+            a = op.value.array
+            v = None
+            if a.size and (a.size == 1 or bool(np.all(a == a.flat[0]))):
+                v = a.flat[0]
+            self._uniform[key] = (v, op.value)  # keep the ConstValue alive with its id
+        return self._uniform[key][0]
+
+    def has_value(self, n, v) -> bool:
+        u = self.uniform(n)
+        return u is not None and u == v
+
+    # -- building ------------------------------------------------------------------------
+    def make(self, op, *ins, name=None) -> int:
+        """The node ``op(*ins)``: an equal existing node, or a new one (type inferred)."""
+        types = [self.type(i) for i in ins]
+        t = op.infer(*types)
+        key = self._key_for(op, ins, t)
+        hit = self.table.get(key) if self.merge else None
+        if hit is not None and hit in self.g:
+            return hit
+        req = tuple(p for p in op.requires(*types) if p[0] != p[1])
+        nid = self.g.add_node(op, ins, t, name=name, source=self._source, requires=req)
+        if key is not None:
+            self.table[key] = nid
+            self.key_of[nid] = key
+        self._created.append(nid)
+        self.push(nid)
+        return nid
+
+    def constant(self, value, dtype=None, *, weak=False) -> int:
+        arr = np.asarray(value, dtype=dtype)
+        from symgraph.ops.leaves import ConstValue
+        op = Constant(value=ConstValue(arr))
+        t = TensorType(arr.dtype, arr.shape, weak)
+        key = (op, (), weak)
+        hit = self.table.get(key) if self.merge else None
+        if hit is not None and hit in self.g:
+            return hit
+        nid = self.g.add_node(op, (), t, source=self._source)
+        self.table[key] = nid
+        self.key_of[nid] = key
+        self._created.append(nid)
+        self.push(nid)
+        return nid
+
+    def fill(self, value, like) -> int:
+        """``value`` broadcast to the type of node ``like``."""
+        from symgraph.ops.shape import BroadcastTo
+        c = self.constant(value, self.dtype(like))
+        shape = self.shape(like)
+        return c if shape == () else self.make(BroadcastTo(shape=shape), c)
+
+    def conform(self, x, like) -> int:
+        """``x`` cast and broadcast to the dtype and shape of node ``like``."""
+        from symgraph.ops.elementwise import Cast
+        from symgraph.ops.shape import BroadcastTo
+        want = self.type(like)
+        if self.dtype(x) != want.dtype:
+            x = self.make(Cast(dtype=want.dtype), x)
+        if self.shape(x) != want.shape:
+            x = self.make(BroadcastTo(shape=want.shape), x)
+        return x
+
+    @staticmethod
+    def _key_for(op, ins, t):
+        if op.is_leaf:
+            return None
+        if op.commutative and len(ins) == 2 and ins[0] > ins[1]:
+            ins = (ins[1], ins[0])
+        return (op, tuple(ins), t.weak)
+
+    # -- editing -------------------------------------------------------------------------
+    def push(self, n) -> None:
+        if n not in self._queued:
+            self._queued.add(n)
+            self._queue.append(n)
+
+    def replace(self, n, r, why: str) -> None:
+        """Every use of ``n`` (consumers, outputs, updates) now uses ``r``."""
+        tn, tr = self.type(n), self.type(r)
+        if tn.dtype != tr.dtype or tn.shape != tr.shape:
+            raise RewriteError(f"rule {why} replaced {format_node(self.g, n)} by "
+                               f"{format_node(self.g, r)}: the type changed")
+        node, rnode = self.g.node(n), self.g.node(r)
+        if r in self._created and not rnode["name"]:
+            rnode["name"] = node["name"]
+        self._add_requires(r, node.get("requires", ()))
+        for c in list(self.consumers(n)):
+            self._rewire(c, n, r)
+        if self.roots[n]:
+            p = self.program
+            p.outputs = [r if o == n else o for o in p.outputs]
+            p.updates = [(s, r if v == n else v) for s, v in p.updates]
+            self.roots[r] += self.roots.pop(n)
+        self._kill(n, into=r)
+        self.push(r)
+
+    def _rewire(self, c, old, new) -> None:
+        node = self.g.node(c)
+        node["inputs"] = tuple(new if i == old else i for i in node["inputs"])
+        self.g.nx.remove_edge(old, c)
+        self.g.nx.add_edge(new, c)
+        key = self.key_of.pop(c, None)
+        if key is not None and self.table.get(key) == c:
+            del self.table[key]
+        self.push(c)
+
+    def _add_requires(self, r, pairs) -> None:
+        """Call-time size checks of removed nodes move to their replacement."""
+        pairs = [p for p in pairs if p[0] != p[1]]
+        if not pairs:
+            return
+        node = self.g.node(r)
+        have = list(node.get("requires", ()))
+        for p in pairs:
+            if p not in have and (p[1], p[0]) not in have:
+                have.append(p)
+        node["requires"] = tuple(have)
+
+    def _kill(self, n, into) -> None:
+        """Delete ``n`` and whatever only it used, unless still needed."""
+        stack = [n]
+        while stack:
+            m = stack.pop()
+            if (m not in self.g or self.g.nx._succ[m] or self.roots[m]
+                    or isinstance(self.op(m), (Placeholder, Shared))):
+                continue
+            node = self.g.node(m)
+            if into is not None and m != into:
+                self._add_requires(into, node.get("requires", ()))
+            key = self.key_of.pop(m, None)
+            if key is not None and self.table.get(key) == m:
+                del self.table[key]
+            ins = set(node["inputs"])
+            self.g.nx.remove_node(m)
+            if m != n:
+                self.report.fired[DEAD] += 1
+            stack.extend(ins)
+
+    # -- running -------------------------------------------------------------------------
+    def _visit_merge(self, n) -> bool:
+        key = self._key_for(self.op(n), self.ins(n), self.type(n))
+        if key is None:
+            return False
+        hit = self.table.get(key)
+        if self.merge and hit is not None and hit != n and hit in self.g:
+            self.replace(n, hit, MERGE)
+            self.report.fired[MERGE] += 1
+            return True
+        self.table[key] = n
+        self.key_of[n] = key
+        return False
+
+    def run(self, rules) -> int:
+        """Apply ``rules`` until none fires; returns the number of firings."""
+        lookup = _rule_index([r for r in rules if r.name not in self.options.exclude])
+        for n in self.program.order():
+            self.push(n)
+        fired, limit = 0, 50 * len(self.g) + 10_000
+        while self._queue:
+            n = self._queue.popleft()
+            self._queued.discard(n)
+            if n not in self.g:
+                continue
+            if self._visit_merge(n):
+                fired += 1
+                continue
+            if not self.consumers(n) and not self.roots[n]:
+                self._kill(n, None)
+                continue
+            for rule in lookup(type(self.op(n))):
+                r = self._try(rule, n)
+                if r is not None:
+                    self.replace(n, r, rule.name)
+                    self.report.fired[rule.name] += 1
+                    fired += 1
+                    break
+            if fired > limit:
+                top = self.report.fired.most_common(3)
+                raise RewriteError(f"rewriting does not converge after {fired} firings; "
+                                   f"most frequent rules: {top}")
+        return fired
+
+    def _try(self, rule, n):
+        self._source = self.g.node(n)["source"]
+        self._created = []
+        try:
+            r = rule.fn(self, n)
+        except SymgraphError:
+            if self.options.verify:
+                raise
+            r = None
+        finally:
+            self._source = None
+        if r is None or r == n:
+            for m in reversed(self._created):  # nodes built for nothing
+                self._kill(m, None)
+            return None
+        return r
+
+    def sweep(self) -> None:
+        """Delete every node the outputs, updates and inputs do not need."""
+        live = set(self.program.order()) | set(self.program.inputs)
+        for n in [m for m in self.g.nx.nodes if m not in live]:
+            key = self.key_of.pop(n, None)
+            if key is not None and self.table.get(key) == n:
+                del self.table[key]
+            self.g.nx.remove_node(n)
+            self.report.fired[DEAD] += 1
