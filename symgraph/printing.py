@@ -20,6 +20,17 @@ def format_node(graph, nid: int) -> str:
     return f"{node_label(graph, nid)} = {graph.op(nid)}"
 
 
+MAX_INDENT = 32
+
+
+def _pad(depth: int) -> str:
+    """Indentation for ``depth``; past MAX_INDENT levels the depth is written as a number
+    so that a chain of n ops prints in O(n) characters, not O(n^2)."""
+    if depth <= MAX_INDENT:
+        return " |" * depth
+    return " |" * MAX_INDENT + f"({depth})"
+
+
 def format_tree(graph, roots, titles=None) -> str:
     """Indented tree of the graph below ``roots``; iterative, any depth."""
     out = io.StringIO()
@@ -30,7 +41,7 @@ def format_tree(graph, roots, titles=None) -> str:
         stack = [(root, 0)]
         while stack:
             nid, depth = stack.pop()
-            pad = " |" * depth
+            pad = _pad(depth)
             ins = graph.inputs(nid)
             if nid in seen and ins:
                 out.write(f"{pad}{node_label(graph, nid)} (printed above)\n")
