@@ -9,6 +9,7 @@ import numpy as np
 
 from .errors import GradientError
 from .op import format_source
+from .types import fmt_shape
 from .types import is_float
 
 
@@ -69,26 +70,50 @@ def vjp(outputs, wrt, cotangents, *, disconnected: str = "raise"):
     for t in targets + outs:
         if t.graph is not graph:
             raise GradientError("vjp: outputs and wrt belong to different graphs")
-    cots = [api.as_tensor(c) if isinstance(c, Tensor) else api.constant(c, graph=graph)
-            for c in cots]
-    for o, c in zip(outs, cots):
-        if tuple(c.shape) != tuple(o.shape) and c.ndim != o.ndim:
-            raise GradientError(f"vjp: cotangent shape {c.shape} does not match output shape "
-                                f"{o.shape}")
+    for t in targets:
+        if not is_float(t.dtype):
+            raise GradientError(f"grad: {_label(t)} is {t.dtype}; gradients are taken with "
+                                "respect to float tensors only")
+    cots = [_cotangent(c, o, graph) for o, c in zip(outs, cots)]
 
-    grads = _backprop(graph, [o.id for o in outs], [c for c in cots],
-                      {t.id for t in targets})
+    grads, connected = _backprop(graph, [o.id for o in outs], cots, {t.id for t in targets})
     results = []
     for t in targets:
         g = grads.get(t.id)
         if g is None:
-            if disconnected == "raise":
-                label = t.name or f"node {t.id}"
-                raise GradientError(f"grad: the cost does not depend on {label!r} "
-                                    f"({t.type}); pass disconnected='zero' to get zeros")
+            # Connected only through piecewise-constant ops (argmax, comparisons, integer
+            # casts, stop_gradient): the gradient is zero. Not connected at all: an error
+            # unless asked for zeros, as Theano does, since it is usually a mistake.
+            if t.id not in connected and disconnected == "raise":
+                raise GradientError(f"grad: the cost does not depend on {_label(t)}; pass "
+                                    "disconnected='zero' to get zeros")
             g = api.zeros_like(t)
         results.append(g)
     return rebuild(results)
+
+
+def _label(t) -> str:
+    return f"{t.name!r} ({t.type})" if t.name else f"node %{t.id} ({t.type})"
+
+
+def _cotangent(c, out, graph):
+    """``c`` as a tensor of ``out``'s shape: same rank, static dims equal; symbolic dims
+    become call-time requirements (through broadcast_to)."""
+    from .tensor import Tensor
+    api = _api()
+    if isinstance(c, Tensor):
+        if c.graph is not graph:
+            raise GradientError("vjp: a cotangent belongs to another graph than the outputs")
+    else:
+        c = api.constant(c, graph=graph)
+    same = c.ndim == out.ndim and all(
+        not (type(a) is int and type(b) is int and a != b) for a, b in zip(c.shape, out.shape))
+    if not same:
+        raise GradientError(f"vjp: cotangent shape {fmt_shape(c.shape)} does not match the "
+                            f"output shape {fmt_shape(out.shape)}")
+    if tuple(c.shape) != tuple(out.shape):
+        c = api.broadcast_to(c, out.shape)
+    return c
 
 
 def _backprop(graph, output_ids, cotangents, target_ids):
@@ -135,4 +160,5 @@ def _backprop(graph, output_ids, cotangents, target_ids):
             if gi.dtype != want.dtype:
                 gi = api.cast(gi, want.dtype)
             pending.setdefault(i, []).append(gi)
-    return {t: done[t] for t in target_ids if t in done}
+    connected = set(target_ids).intersection(order)
+    return {t: done[t] for t in target_ids if t in done}, connected
