@@ -230,6 +230,8 @@ def test_getitem_tensor_index_errors_and_symbolic_bounds():
         with pytest.raises(UnsupportedError, match=r"symbolic slice stop -1 \+ x.0 may be "
                                                    r"negative"):
             x[:x.shape[0] - 1]
+        with pytest.raises(UnsupportedError, match="slice stop must be static .*not a Tensor"):
+            x[:sg.argmax(x[:, 0])]
         with pytest.raises(UnsupportedError, match="slice step must be a static int"):
             x[::x.shape[0]]
         half = x[:D.floordiv(x.shape[0], 2)]         # a provably non-negative bound is fine

@@ -170,6 +170,9 @@ class SliceGrad(Op):
 def _bound(v, what):
     if v is None:
         return None
+    if not isinstance(v, (int, np.integer, D.SymDim)) and hasattr(v, "graph"):
+        raise UnsupportedError(f"getitem: a slice {what} must be static (an int or a dim), "
+                               "not a Tensor: the result's shape would depend on data")
     if isinstance(v, D.SymDim):
         if not nonneg(v):
             raise UnsupportedError(f"getitem: the symbolic slice {what} {v} may be negative; "
@@ -401,6 +404,8 @@ class OneHot(Op):
 
 def one_hot(labels, depth, dtype="float32"):
     """One-hot rows of length ``depth`` (an int or a symbolic dim such as ``x.shape[1]``).
+    A label outside [0, depth), negative ones included, raises IndexError when the
+    function runs.
 
     >>> targets = sg.one_hot(y, logits.shape[1], dtype=logits.dtype)
     """
