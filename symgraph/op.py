@@ -71,6 +71,11 @@ class Op:
     def reference(self, *xs: np.ndarray) -> np.ndarray:
         raise NotImplementedError(type(self).__name__ + ".reference")
 
+    def weak_dtype(self, *types: TensorType):
+        """The dtype Python scalar arguments take (None: their own, float32/int64/bool).
+        Elementwise ops answer the promoted dtype of their inputs, as numpy's ufuncs do."""
+        return None
+
     def vjp(self, inputs, output, g_out):
         """One cotangent (a Tensor, or None for zero) per input."""
         raise GradientError(f"{self.name} has no gradient rule")
@@ -160,13 +165,9 @@ def apply(op: Op, *args, name: str | None = None):
     errors name the op and the user's source line.
     """
     graph = _graph_of(op, args)
-    ids = []
-    for a in args:
-        if isinstance(a, Tensor):
-            ids.append(a.id)
-        else:
-            from .ops.leaves import as_tensor  # leaves.py imports this module
-            ids.append(as_tensor(a, graph=graph).id)
+    ids = [a.id if isinstance(a, Tensor) else None for a in args]
+    if None in ids:
+        ids = _constant_ids(op, graph, args, ids)
     types = [graph.type(i) for i in ids]
     source = user_source()
     try:
@@ -179,6 +180,18 @@ def apply(op: Op, *args, name: str | None = None):
                       f"{format_source(source)})") from None
     nid = graph.add_node(op, ids, out_type, name=name, source=source, requires=requires)
     return graph.tensor(nid)
+
+
+def _constant_ids(op, graph, args, ids):
+    """Node ids for ``args`` where the non-tensors become constants. Python scalars are
+    made last, in the dtype ``op.weak_dtype`` says the op computes in."""
+    from .ops.leaves import as_tensor, is_python_scalar, weak_constant, weak_type
+    ids = [i if i is not None or is_python_scalar(a) else as_tensor(a, graph=graph).id
+           for a, i in zip(args, ids)]
+    types = [graph.type(i) if i is not None else weak_type(a) for a, i in zip(args, ids)]
+    dtype = op.weak_dtype(*types)
+    return [i if i is not None else weak_constant(a, graph, dtype).id
+            for a, i in zip(args, ids)]
 
 
 def apply_leaf(op: Op, type_: TensorType, *, graph=None, name=None):

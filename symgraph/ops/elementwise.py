@@ -32,6 +32,9 @@ class Elementwise(Op):
     def requires(self, *types):
         return broadcast_shapes(self.name, [t.shape for t in types])[1]
 
+    def weak_dtype(self, *types):
+        return None if all(t.weak for t in types) else result_dtype(*types)
+
     def out_dtype(self, *types) -> np.dtype:
         dt = result_dtype(*types)
         if self.kind == "bool":
@@ -202,6 +205,9 @@ class Where(Elementwise):
     """``where(cond, x, y)``: x where cond is true, else y."""
 
     arity = 3
+
+    def weak_dtype(self, c, x, y):
+        return Elementwise.weak_dtype(self, x, y)  # the condition is not promoted with x, y
 
     def out_dtype(self, c, x, y):
         if c.dtype != _BOOL:

@@ -187,16 +187,35 @@ def constant(value, dtype=None, name=None, *, graph=None):
     return apply_leaf(op, op.infer(), graph=graph, name=name)
 
 
-def _weak_constant(value, graph):
-    """A Python scalar: its dtype adapts to the tensors it meets."""
+def is_python_scalar(value) -> bool:
+    """A Python bool, int or float (numpy scalars subclass float but are strong)."""
+    return isinstance(value, (bool, int, float)) and not isinstance(value, np.generic)
+
+
+def _weak_array(value) -> np.ndarray:
     if isinstance(value, bool):
-        arr = np.asarray(value)
-    elif isinstance(value, int):
-        arr = np.asarray(value, dtype=np.int64)
-    else:
-        arr = np.asarray(value, dtype=np.float32)
-        if np.isfinite(value) and float(arr) != value:  # keep precision; float64 still weak
-            arr = np.asarray(value, dtype=np.float64)
+        return np.asarray(value)
+    if isinstance(value, int):
+        return np.asarray(value, dtype=np.int64)
+    arr = np.asarray(value, dtype=np.float32)
+    if np.isfinite(value) and float(arr) != value:  # keep precision; float64 still weak
+        arr = np.asarray(value, dtype=np.float64)
+    return arr
+
+
+def weak_type(value) -> TensorType:
+    """The type of a Python scalar before it meets a tensor."""
+    return TensorType(_weak_array(value).dtype, (), weak=True)
+
+
+def weak_constant(value, graph, dtype=None):
+    """A Python scalar: its dtype adapts to the tensors it meets (NumPy 2 weak scalars).
+
+    ``dtype`` is the dtype the consuming op computes in; the value is stored in it, so
+    ``float32 * 0.1`` multiplies by float32(0.1) as numpy does, and an int that does not
+    fit raises OverflowError as numpy does.
+    """
+    arr = _weak_array(value) if dtype is None else np.asarray(value, dtype=dtype)
     op = Constant(value=ConstValue(arr))
     return apply_leaf(op, TensorType(arr.dtype, (), weak=True), graph=graph)
 
@@ -205,8 +224,8 @@ def as_tensor(value, *, graph=None):
     from ..tensor import Tensor
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
-        return _weak_constant(value, graph)
+    if is_python_scalar(value):
+        return weak_constant(value, graph)
     if isinstance(value, D.SymDim):
         return dim_value(value, graph=graph)
     try:
