@@ -28,9 +28,11 @@ def fold_constants(rw, n):
     Not folded: ops with symbolic parameters, results that fail to compute (the error is
     left for run time), and results much larger than the inputs (see FOLD_SMALL).
     """
-    op = rw.op(n)
     ins = rw.ins(n)
-    if not ins or op.is_symbolic or not all(rw.isa(i, Constant) for i in ins):
+    if not ins or not all(rw.isa(i, Constant) for i in ins):
+        return None
+    op = rw.op(n)
+    if op.is_symbolic:
         return None
     t = rw.type(n)
     if not t.is_static:
@@ -59,7 +61,7 @@ def canonicalize_weak_constants(rw, n):
     """
     ins = rw.ins(n)
     types = [rw.type(i) for i in ins]
-    if all(t.weak for t in types) or not any(t.weak and rw.isa(i, Constant)
+    if not any(t.weak for t in types) or all(t.weak for t in types) or not any(t.weak and rw.isa(i, Constant)
                                              for i, t in zip(ins, types)):
         return None
     dt = result_dtype(*types)

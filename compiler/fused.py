@@ -35,6 +35,10 @@ class ScalarConst(Op):
     def reference(self):
         return np.asarray(self.value, dtype=self.dtype)
 
+    def short(self) -> str:
+        """The value as its dtype prints it: 0.1, not 0.10000000149011612 for float32."""
+        return str(np.asarray(self.value, dtype=self.dtype)[()])
+
 
 @dataclass(frozen=True, kw_only=True)
 class Fused(Op):
@@ -78,7 +82,7 @@ class Fused(Op):
         names = [f"i{k}" for k in range(n)]
         for k, (op, args) in enumerate(self.body):
             names.append(f"{op.name}({', '.join(names[a] for a in args)})"
-                          if not isinstance(op, ScalarConst) else repr(op.value))
+                          if not isinstance(op, ScalarConst) else op.short())
         red = f"{self.reduce}[{self.axes}]" if self.reduce else ""
         return f"fused{red}{{{names[-1]}}}"
 

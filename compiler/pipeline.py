@@ -31,6 +31,9 @@ PIPELINE = (
     ("fuse", (), ("fuse_elementwise",)),
 )
 
+# A phase rescans the whole graph at most this many times; each scan is linear.
+MAX_ROUNDS = 4
+
 RULE_MODULES = ("cleanup", "rules_algebra", "rules_shape", "rules_stabilize", "rules_matrix",
                 "fusion")
 
@@ -91,7 +94,7 @@ def optimize(program, rewrites=None):
     opts = parse_options(rewrites)
     if opts is None:
         return program, None
-    work = _copy(program)
+    work = program.copy()
     report = RewriteReport()
     report.excluded = tuple(sorted(opts.exclude))
     rules = all_rules()
@@ -101,7 +104,10 @@ def optimize(program, rewrites=None):
         verify(work, "before rewriting")
     for phase, groups, passes in PIPELINE:
         t0, before = time.perf_counter(), len(work.graph)
-        rw.run([r for r in rules.values() if isinstance(r, Rule) and r.group in groups])
+        active = [r for r in rules.values() if isinstance(r, Rule) and r.group in groups]
+        for _ in range(MAX_ROUNDS):  # a rule may enable another one deeper in the graph
+            if not rw.run(active):
+                break
         for name in passes:
             if name not in opts.exclude:
                 count = rules[name].fn(rw)
@@ -120,13 +126,3 @@ def optimize(program, rewrites=None):
 def _stats(name, before, after, t0):
     from .rewrite import PhaseStats
     return PhaseStats(name, before, after, time.perf_counter() - t0)
-
-
-def _copy(program):
-    """Program.copy() plus the inputs the outputs do not use (the signature needs them)."""
-    work = program.copy()
-    g = work.graph
-    for nid in program.inputs:
-        if nid not in g:
-            g.nx.add_node(nid, **dict(program.graph.node(nid)))
-    return work

@@ -19,11 +19,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from symgraph.errors import SymgraphError
-from symgraph.ops.leaves import Constant, Placeholder, Shared
+from symgraph.ops.elementwise import Cast
+from symgraph.ops.leaves import Constant, ConstValue, Placeholder, Shared
+from symgraph.ops.shape import BroadcastTo, Reshape, Transpose
 from symgraph.printing import format_node
 from symgraph.types import TensorType
 
 MERGE = "merge_common_subexpressions"
+_VIEWS = (BroadcastTo, Reshape, Transpose)
 DEAD = "remove_dead_nodes"
 
 
@@ -183,10 +186,11 @@ class Rewriter:
     def uniform(self, n):
         """The one value every element of ``n`` has when ``n`` is a constant (possibly
         broadcast, reshaped or transposed); else None."""
-        from symgraph.ops.shape import BroadcastTo, Reshape, Transpose
-        while isinstance(self.op(n), (BroadcastTo, Reshape, Transpose)):
-            n = self.ins(n)[0]
-        op = self.op(n)
+        nodes = self.g.nx._node
+        op = nodes[n]["op"]
+        while isinstance(op, _VIEWS):
+            n = nodes[n]["inputs"][0]
+            op = nodes[n]["op"]
         if not isinstance(op, Constant):
             return None
         key = id(op.value)
@@ -222,7 +226,6 @@ class Rewriter:
 
     def constant(self, value, dtype=None, *, weak=False) -> int:
         arr = np.asarray(value, dtype=dtype)
-        from symgraph.ops.leaves import ConstValue
         op = Constant(value=ConstValue(arr))
         t = TensorType(arr.dtype, arr.shape, weak)
         key = (op, (), weak)
@@ -238,15 +241,12 @@ class Rewriter:
 
     def fill(self, value, like) -> int:
         """``value`` broadcast to the type of node ``like``."""
-        from symgraph.ops.shape import BroadcastTo
         c = self.constant(value, self.dtype(like))
         shape = self.shape(like)
         return c if shape == () else self.make(BroadcastTo(shape=shape), c)
 
     def conform(self, x, like) -> int:
         """``x`` cast and broadcast to the dtype and shape of node ``like``."""
-        from symgraph.ops.elementwise import Cast
-        from symgraph.ops.shape import BroadcastTo
         want = self.type(like)
         if self.dtype(x) != want.dtype:
             x = self.make(Cast(dtype=want.dtype), x)
@@ -290,9 +290,9 @@ class Rewriter:
 
     def _rewire(self, c, old, new) -> None:
         node = self.g.node(c)
-        node["inputs"] = tuple(new if i == old else i for i in node["inputs"])
+        ins = node["inputs"] = tuple(new if i == old else i for i in node["inputs"])
         self.g.nx.remove_edge(old, c)
-        self.g.nx.add_edge(new, c)
+        self.g.nx.add_edge(new, c, positions=tuple(k for k, i in enumerate(ins) if i == new))
         key = self.key_of.pop(c, None)
         if key is not None and self.table.get(key) == c:
             del self.table[key]

@@ -13,10 +13,11 @@ import numpy as np
 
 from symgraph.ops import elementwise as E
 from symgraph.ops.leaves import Constant
-from symgraph.ops.shape import BroadcastTo, Reshape
+from symgraph.ops.shape import BroadcastTo
 from symgraph.types import is_float
 
 from .rewrite import rewrite
+from .rules_shape import expanded_source
 
 
 def _operands(rw, n):
@@ -262,14 +263,7 @@ def _unexpanded(rw, i):
     """The source of a broadcast_to, or of a reshape that only prepends size-1 dims."""
     if rw.isa(i, BroadcastTo):
         return rw.ins(i)[0]
-    if rw.isa(i, Reshape):
-        (x,) = rw.ins(i)
-        xs, s = rw.shape(x), rw.shape(i)
-        lead = len(s) - len(xs)
-        if lead > 0 and s[lead:] == xs and all(d == 1 for d in s[:lead] if type(d) is int) \
-                and all(type(d) is int for d in s[:lead]):
-            return x
-    return None
+    return expanded_source(rw, i)
 
 
 @rewrite("simplify", E.Elementwise)

@@ -35,12 +35,44 @@ def merge_transposes(rw, n):
     return rw.make(Transpose(axes=axes), x)
 
 
+def _single_element(shape) -> bool:
+    return all(_size_one(d) for d in shape)
+
+
 @rewrite("simplify", Transpose, Reshape)
 def move_scalar_broadcast_out(rw, n):
-    """transpose(broadcast_to(c, s)) -> broadcast_to(c, s') for a scalar c (same for reshape)"""
+    """transpose(broadcast_to(c, s)) -> broadcast_to(c, s') for a one-element c (same for
+    reshape): every element is c either way"""
     (y,) = rw.ins(n)
-    if rw.isa(y, BroadcastTo) and rw.shape(rw.ins(y)[0]) == ():
-        return rw.make(BroadcastTo(shape=rw.shape(n)), rw.ins(y)[0])
+    if rw.isa(y, BroadcastTo):
+        (c,) = rw.ins(y)
+        if _single_element(rw.shape(c)) and len(rw.shape(c)) <= len(rw.shape(n)):
+            return rw.make(BroadcastTo(shape=rw.shape(n)), c)
+
+
+def expanded_source(rw, r):
+    """x when ``r`` is reshape(x) that only prepends size-1 dims (or reshapes a one-element
+    x to size-1 dims): broadcasting x is then the same as broadcasting r."""
+    if not rw.isa(r, Reshape):
+        return None
+    (x,) = rw.ins(r)
+    xs, s = rw.shape(x), rw.shape(r)
+    lead = len(s) - len(xs)
+    if lead < 0:
+        return None
+    if s[lead:] == xs and _single_element(s[:lead]):
+        return x
+    if _single_element(xs) and _single_element(s):
+        return x
+    return None
+
+
+@rewrite("simplify", BroadcastTo)
+def remove_reshape_under_broadcast(rw, n):
+    """broadcast_to(reshape(x, (1,) + x.shape), s) -> broadcast_to(x, s)"""
+    x = expanded_source(rw, rw.ins(n)[0])
+    if x is not None:
+        return rw.make(BroadcastTo(shape=rw.shape(n)), x)
 
 
 @rewrite("simplify", Transpose)
@@ -136,3 +168,20 @@ def fold_sum_of_broadcast(rw, n):
     if rw.shape(y) != kept:
         y = rw.make(BroadcastTo(shape=kept), y)
     return rw.conform(_reshape(rw, y, rw.shape(n)), n)
+
+
+@rewrite("simplify", R.Sum, R.Prod, R.Max, R.Min)
+def merge_nested_reductions(rw, n):
+    """sum(sum(x, a1), a2) -> sum(x, a1 + a2), one loop (and the same for prod, max, min).
+    For sum and prod this reassociates."""
+    (y,) = rw.ins(n)
+    op, inner = rw.op(n), rw.op(y)
+    if type(inner) is not type(op) or rw.dtype(y) != rw.dtype(n) or len(rw.consumers(y)) != 1:
+        return None
+    (x,) = rw.ins(y)
+    if rw.dtype(x) != rw.dtype(y):
+        return None
+    rest = list(range(len(rw.shape(x)))) if inner.keepdims else \
+        [a for a in range(len(rw.shape(x))) if a not in inner.axes]
+    axes = tuple(sorted(set(inner.axes) | {rest[a] for a in op.axes}))
+    return _reshape(rw, rw.make(type(op)(axes=axes, keepdims=True), x), rw.shape(n))
