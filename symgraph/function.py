@@ -49,9 +49,10 @@ class Function:
             outputs = []
         outs = [outputs] if self._single else list(outputs)
         from .api import as_tensor
-        graph = (list(inputs) + outs + [s for s, _ in _as_update_pairs(updates)] or [None])[0]
-        outs = [as_tensor(o, graph=getattr(graph, "graph", None)) for o in outs]
-        self.program = build_program(list(inputs), outs, _as_update_pairs(updates))
+        pairs = _as_update_pairs(updates)  # once: it may add casts to the user's graph
+        first = (list(inputs) + outs + [s for s, _ in pairs] or [None])[0]
+        outs = [as_tensor(o, graph=getattr(first, "graph", None)) for o in outs]
+        self.program = build_program(list(inputs), outs, pairs)
         # The rewritten copy runs; self.program stays as built, for inspection.
         from .compiler.pipeline import optimize
         self.optimized, self.rewrite_report = optimize(self.program, rewrites)

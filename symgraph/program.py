@@ -58,6 +58,13 @@ class Program:
 def build_program(inputs, outputs, updates) -> Program:
     """Extract the needed subgraph, checking inputs and updates with clear errors."""
     from .tensor import Tensor, SharedVariable
+    for k, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"function: input {k} is a {type(t).__name__}, not a Tensor "
+                            "(inputs are placeholders)")
+    for s, _ in updates:
+        if not isinstance(s, SharedVariable):
+            raise GraphError(f"function: update target {s!r} is not a shared variable")
     graphs = {t.graph for t in inputs + outputs} | {t.graph for pair in updates for t in pair}
     if len(graphs) > 1:
         raise GraphError("function: inputs, outputs and updates come from different graphs")
@@ -67,8 +74,6 @@ def build_program(inputs, outputs, updates) -> Program:
 
     seen_inputs = set()
     for k, t in enumerate(inputs):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"function: input {k} is a {type(t).__name__}, not a Tensor")
         if isinstance(t, SharedVariable):
             raise GraphError(f"function: input {k} ({t.name!r}) is a shared variable; shared "
                              "variables are implicit inputs, do not list them")
@@ -80,8 +85,6 @@ def build_program(inputs, outputs, updates) -> Program:
 
     targets = set()
     for s, v in updates:
-        if not isinstance(s, SharedVariable):
-            raise GraphError(f"function: update target {s!r} is not a shared variable")
         if s.id in targets:
             raise GraphError(f"function: shared variable {s.name!r} is updated twice")
         targets.add(s.id)

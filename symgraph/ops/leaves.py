@@ -88,7 +88,8 @@ class SharedStorage:
         if borrow and arr.dtype == self.dtype and arr.flags.c_contiguous and arr.flags.writeable:
             self.value = arr
         else:
-            self.value = np.ascontiguousarray(arr, dtype=self.dtype).copy()
+            # np.array, not np.ascontiguousarray: the latter turns a 0-d value into 1-d
+            self.value = np.array(arr, dtype=self.dtype, order="C", copy=True)
 
     def __repr__(self):
         return f"SharedStorage({self.name!r}, {self.dtype}{list(self.shape)})"
@@ -239,8 +240,8 @@ def shared(value, name=None, *, dtype=None, graph=None):
 
     >>> w = sg.shared(np.zeros((784, 10), np.float32), name="w")
     """
-    arr = _as_array(value, dtype).copy()
-    storage = SharedStorage(np.ascontiguousarray(arr), name)
+    arr = np.array(_as_array(value, dtype), order="C", copy=True)
+    storage = SharedStorage(arr, name)
     return apply_leaf(Shared(storage=storage), TensorType(arr.dtype, arr.shape),
                       graph=graph, name=name)
 
