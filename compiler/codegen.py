@@ -125,7 +125,7 @@ class LowerContext:
 def compile_program(program, *, name="sg"):
     """Lower ``program`` to an LLVM module; returns (module IR text, layout dict)."""
     from . import lowerings  # noqa: F401  (fills the lowering table)
-    program = _materialize_leaf_updates(program)
+    program = _legalize(_materialize_leaf_updates(program))
     g = program.graph
     order = program.order()
     inputs = list(program.inputs)
@@ -207,4 +207,30 @@ def _materialize_leaf_updates(program):
             v = g.add_node(StopGradient(), (v,), g.type(v), source=g.node(v)["source"])
         new.append((s, v))
     program.updates = new
+    return program
+
+
+def _legalize(program):
+    """Insert the casts some lowerings need: matmul operands in the result dtype."""
+    from symgraph.ops.linalg import MatMul
+    from symgraph.ops.elementwise import Cast
+    g = program.graph
+    todo = [nid for nid in program.order() if isinstance(g.op(nid), MatMul)
+            and any(g.type(i).dtype != g.type(nid).dtype for i in g.inputs(nid))]
+    if not todo:
+        return program
+    program = program.copy()
+    g = program.graph
+    for nid in todo:
+        dt = g.type(nid).dtype
+        new_inputs = []
+        for i in g.inputs(nid):
+            if g.type(i).dtype != dt:
+                i = g.add_node(Cast(dtype=dt), (i,), g.type(i).with_dtype(dt),
+                               source=g.node(nid)["source"])
+                g.nx.add_edge(i, nid)
+            new_inputs.append(i)
+        for old in set(g.inputs(nid)) - set(new_inputs):
+            g.nx.remove_edge(old, nid)
+        g.node(nid)["inputs"] = tuple(new_inputs)
     return program

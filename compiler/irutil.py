@@ -30,6 +30,14 @@ def value_type(dtype) -> ir.Type:
     return I1 if np.dtype(dtype) == np.bool_ else storage_type(dtype)
 
 
+def call_intrinsic(builder, name, args, overload=None, ret=None):
+    """Call ``llvm.<name>`` overloaded on the first argument's type (or ``overload``)."""
+    types = overload or [args[0].type]
+    fnty = ir.FunctionType(ret or args[0].type, [a.type for a in args])
+    fn = builder.module.declare_intrinsic(name, types, fnty)
+    return builder.call(fn, list(args))
+
+
 def i64(v: int) -> ir.Constant:
     return ir.Constant(I64, int(v))
 

@@ -15,7 +15,7 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph import dims as D
-from .irutil import I64, PTR, VOID, for_range, i64, load, store, storage_type, typed_ptr
+from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, storage_type, typed_ptr
 from .lower_scalar import constant, convert, emit_op, is_float_dt
 
 REDUCE_IDENTITY = {"sum": 0, "prod": 1}
@@ -145,9 +145,7 @@ def _combine(b, kind, acc, v, dt):
     if kind == "prod":
         return b.fmul(acc, v, flags=("reassoc", "nsz")) if fl else b.mul(acc, v)
     if fl:
-        fn = b.module.declare_intrinsic("llvm.maximum" if kind == "max" else "llvm.minimum",
-                                        [acc.type])
-        return b.call(fn, [acc, v])
+        return call_intrinsic(b, "llvm.maximum" if kind == "max" else "llvm.minimum", [acc, v])
     if np.dtype(dt) == np.bool_:
         return b.or_(acc, v) if kind == "max" else b.and_(acc, v)
     pred = ">" if kind == "max" else "<"

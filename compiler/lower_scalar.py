@@ -14,7 +14,7 @@ from symgraph.ops import elementwise as E
 from symgraph.types import result_dtype, TensorType
 from . import vecmath
 from .fused import ScalarConst
-from .irutil import I1, I64, value_type
+from .irutil import I1, I64, value_type, call_intrinsic
 
 EMITTERS: dict = {}
 
@@ -56,8 +56,7 @@ def convert(b, v, src, dst):
     if src.kind == "f" and dst.kind == "f":
         return b.fpext(v, dt) if src.itemsize < dst.itemsize else b.fptrunc(v, dt)
     if src.kind == "f":  # float -> int saturates (numpy leaves it undefined; never UB here)
-        fn = b.module.declare_intrinsic("llvm.fptosi.sat", [dt, st])
-        return b.call(fn, [v])
+        return call_intrinsic(b, "llvm.fptosi.sat", [v], overload=[dt, st], ret=dt)
     if dst.kind == "f":
         return b.sitofp(v, dt)
     return b.sext(v, dt) if src.itemsize < dst.itemsize else b.trunc(v, dt)
@@ -117,9 +116,7 @@ def _neg(b, op, args, dt):
 
 
 def _intrinsic(b, name, dt, args):
-    t = value_type(dt)
-    fn = b.module.declare_intrinsic(name, [t])
-    return b.call(fn, list(args))
+    return call_intrinsic(b, name, list(args))
 
 
 @emits(E.Abs)

@@ -16,7 +16,7 @@ from symgraph.ops import nn as NN
 from symgraph.ops.leaves import DimValue
 from .codegen import lowers, VIEW_OPS
 from .fused import Fused
-from .irutil import (I1, I64, PTR, VOID, for_range, i64, load, store, typed_ptr,
+from .irutil import (call_intrinsic, I1, I64, PTR, VOID, for_range, i64, load, store, typed_ptr,
                      storage_type, value_type, product)
 from .kernels import plan_loops, emit_kernel, identity, _combine
 from .lower_scalar import constant, convert
@@ -157,8 +157,8 @@ def lower_softmax(ctx, nid):
             def at(i):
                 return b.add(base, b.mul(i, n_inner))
             m = _reduce_loop(b, n, lambda i: load(b, src, at(i), dt), "max", dt)
-            finite = b.fcmp_ordered("<", b.call(b.module.declare_intrinsic(
-                "llvm.fabs", [value_type(dt)]), [m]), constant(dt, np.inf))
+            finite = b.fcmp_ordered("<", call_intrinsic(b, "llvm.fabs", [m]),
+                                    constant(dt, np.inf))
             m = b.select(finite, m, zero)
             s = _reduce_loop(b, n, lambda i: vecmath.exp(
                 b, b.fsub(load(b, src, at(i), dt), m), dt), "sum", dt)
@@ -222,6 +222,7 @@ def lower_argmax(ctx, nid):
     with for_range(b, n_outer, name="o") as o:
         with for_range(b, n_inner, name="j") as j:
             base = b.add(b.mul(b.mul(o, n_len), n_inner), j)
+            first = load(b, src, base, dt)
             pre = b.block
             cond, body, end = (b.append_basic_block(f"am.{s}") for s in ("cond", "body", "end"))
             b.branch(cond)
@@ -230,7 +231,7 @@ def lower_argmax(ctx, nid):
             best = b.phi(value_type(dt))
             best_i = b.phi(I64)
             i.add_incoming(i64(1), pre)
-            best.add_incoming(load(b, src, base, dt) if True else None, pre)
+            best.add_incoming(first, pre)
             best_i.add_incoming(i64(0), pre)
             b.cbranch(b.icmp_signed("<", i, n_len), body, end)
             b.position_at_end(body)
@@ -250,3 +251,6 @@ def lower_argmax(ctx, nid):
             store(b, best_i, out, b.add(b.mul(o, n_inner), j), np.int64)
     b.ret_void()
     _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], [outer, n, inner])
+
+
+from . import lower_linalg  # noqa: E402,F401  (registers matmul)
