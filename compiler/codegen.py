@@ -228,9 +228,6 @@ def _legalize(program):
             if g.type(i).dtype != dt:
                 i = g.add_node(Cast(dtype=dt), (i,), g.type(i).with_dtype(dt),
                                source=g.node(nid)["source"])
-                g.nx.add_edge(i, nid)
             new_inputs.append(i)
-        for old in set(g.inputs(nid)) - set(new_inputs):
-            g.nx.remove_edge(old, nid)
-        g.node(nid)["inputs"] = tuple(new_inputs)
+        g.set_inputs(nid, new_inputs)
     return program

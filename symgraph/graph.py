@@ -54,6 +54,18 @@ class Graph:
                 raise GraphError(f"node {nid}: input {i} is not in the graph")
             self.nx.add_edge(i, nid, positions=tuple(ks))
 
+    def set_inputs(self, nid: int, inputs) -> None:
+        """Rewire node ``nid`` to new ``inputs``, keeping the edges in step."""
+        for i in list(self.nx.pred[nid]):
+            self.nx.remove_edge(i, nid)
+        attrs = self.nx._node[nid]
+        attrs["inputs"] = tuple(inputs)
+        positions: dict = {}
+        for k, i in enumerate(attrs["inputs"]):
+            positions.setdefault(i, []).append(k)
+        for i, ks in positions.items():
+            self.nx.add_edge(i, nid, positions=tuple(ks))
+
     def fresh_symbol(self, hint: str) -> str:
         """A symbol name unused in this graph, for a ``None`` dim."""
         name, k = hint, 1
