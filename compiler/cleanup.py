@@ -10,6 +10,7 @@ import numpy as np
 
 from symgraph.ops.elementwise import Elementwise, StopGradient
 from symgraph.ops.leaves import Constant
+from symgraph.ops.shape import BroadcastTo
 from symgraph.types import result_dtype
 
 from .rewrite import rewrite
@@ -25,14 +26,15 @@ FOLD_SMALL = 16
 def fold_constants(rw, n):
     """op(constants...) -> constant, computed with the op's reference semantics.
 
-    Not folded: ops with symbolic parameters, results that fail to compute (the error is
-    left for run time), and results much larger than the inputs (see FOLD_SMALL).
+    Not folded: ops with symbolic parameters, broadcasts, results that fail to compute
+    (the error is left for run time), and results much larger than the inputs (see
+    FOLD_SMALL). A result whose elements are all equal stays a broadcast scalar.
     """
     ins = rw.ins(n)
     if not ins or not all(rw.isa(i, Constant) for i in ins):
         return None
     op = rw.op(n)
-    if op.is_symbolic:
+    if op.is_symbolic or isinstance(op, BroadcastTo):
         return None
     t = rw.type(n)
     if not t.is_static:
@@ -48,7 +50,10 @@ def fold_constants(rw, n):
         return None
     if value.shape != t.shape:
         return None
-    return rw.constant(value.astype(t.dtype), weak=t.weak)
+    value = value.astype(t.dtype)
+    if value.size > 1 and np.all(value == value.flat[0]):  # keep a fill a broadcast scalar
+        return rw.make(BroadcastTo(shape=t.shape), rw.constant(value.flat[0], weak=t.weak))
+    return rw.constant(value, weak=t.weak)
 
 
 @rewrite("canonicalize", Elementwise)

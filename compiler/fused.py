@@ -72,9 +72,8 @@ class Fused(Op):
                 vals.append(np.asarray(v).astype(dt, copy=False))
             out = np.broadcast_to(vals[-1], self.space)
             if self.reduce is not None:
-                out = REDUCERS[self.reduce](out, axis=self.axes, keepdims=self.keepdims,
-                                            dtype=np.dtype(self.dtypes[-1])
-                                            if self.reduce in ("sum", "prod") else None)
+                acc = {"dtype": np.dtype(self.dtypes[-1])} if self.reduce in ("sum", "prod") else {}
+                out = REDUCERS[self.reduce](out, axis=self.axes, keepdims=self.keepdims, **acc)
         return np.array(out, order="C")  # ascontiguousarray would make a 0-d result 1-d
 
     def __str__(self):

@@ -25,6 +25,7 @@ from .rewrite import graph_pass
 CHEAP = (E.Add, E.Subtract, E.Multiply, E.Negative, E.Cast, E.Abs, E.Maximum, E.Minimum,
          E.Less, E.LessEqual, E.Greater, E.GreaterEqual, E.Equal, E.NotEqual, E.Where,
          E.Square, E.Relu, E.LogicalNot, E.LogicalAnd, E.LogicalOr, E.Sign, E.Clip)
+DUP_DEPTH = 3   # how far below a recomputed value cheap producers are recomputed too
 REDUCERS = {R.Sum: "sum", R.Prod: "prod", R.Max: "max", R.Min: "min"}
 
 
@@ -57,13 +58,18 @@ def _plan(rw, index):
     order = sorted(index, key=index.__getitem__)
     group_of: dict = {}
     dup_of: dict = {}               # node -> groups that recompute it
+    virtual: set = set()            # recomputed by every consumer, never stored
     groups = []
     for r in reversed(order):
         if r in group_of:
             continue
         if r in dup_of:
-            if all(group_of.get(c) in dup_of[r] for c in rw.consumers(r)) and not rw.is_root(r):
-                continue            # every consumer recomputes it: it is never stored
+            mine = dup_of[r]
+            if not rw.is_root(r) and all(
+                    group_of.get(c) in mine or (c in virtual and dup_of[c] <= mine)
+                    for c in rw.consumers(r)):
+                virtual.add(r)
+                continue
             for grp in dup_of.pop(r):
                 grp.dups.discard(r)
         x = _reduction_input(rw, r)
@@ -82,32 +88,53 @@ def _plan(rw, index):
 
 
 def _grow(rw, grp, start, index, group_of, dup_of):
+    """Absorb producers into ``grp``; recompute cheap shared ones (up to DUP_DEPTH deep)."""
     # Highest topological index first: every consumer of a candidate is decided before it.
-    heap = [(-index[i], i) for i in set(start)]
+    depth = {i: 0 for i in start}   # 0: may join; k > 0: k steps below a recomputed value
+    heap = [(-index[i], i) for i in depth]
     heapq.heapify(heap)
-    seen = set(start)
+
+    def push(i, d):
+        if i not in depth:
+            depth[i] = d
+            heapq.heappush(heap, (-index[i], i))
+        else:
+            depth[i] = min(depth[i], d)
+
     while heap:
         _, c = heapq.heappop(heap)
         if c in group_of or not _elementwise(rw, c) or rw.shape(c) != grp.space \
                 or rw.is_root(c):
             continue
-        if all(group_of.get(d) is grp for d in rw.consumers(c)):
+        if depth[c] == 0 and all(group_of.get(d) is grp for d in rw.consumers(c)):
             grp.members.add(c)
             group_of[c] = grp
             for i in rw.ins(c):
-                if i not in seen:
-                    seen.add(i)
-                    heapq.heappush(heap, (-index[i], i))
-        elif isinstance(rw.op(c), CHEAP) and all(
+                push(i, 0)
+        elif depth[c] < DUP_DEPTH and isinstance(rw.op(c), CHEAP) and all(
                 _elementwise(rw, d) and rw.shape(d) == grp.space for d in rw.consumers(c)):
             grp.dups.add(c)
             dup_of.setdefault(c, set()).add(grp)
+            for i in rw.ins(c):
+                push(i, depth[c] + 1)
+
+
+def _needed(rw, grp):
+    """The group's instructions the kernel's value depends on, in no particular order."""
+    top = rw.ins(grp.root)[0] if grp.reduce is not None else grp.root
+    pool = grp.members | grp.dups
+    need, stack = {top}, [top]
+    while stack:
+        for i in rw.ins(stack.pop()):
+            if i in pool and i not in need:
+                need.add(i)
+                stack.append(i)
+    return need
 
 
 def _body(rw, grp, index):
     """(kernel inputs, body, dtypes) of a group; instructions in topological order."""
-    instrs = [m for m in grp.members if m != grp.root or grp.reduce is None] + list(grp.dups)
-    instrs.sort(key=index.__getitem__)
+    instrs = sorted(_needed(rw, grp), key=index.__getitem__)
     pos, inputs, body, dtypes, consts = {}, [], [], [], {}
 
     def ref(i):
@@ -143,7 +170,7 @@ def fuse_elementwise(rw):
     index = {n: k for k, n in enumerate(rw.program.order())}
     groups = _plan(rw, index)
     for grp in sorted(groups, key=lambda g: index[g.root]):
-        if grp.reduce is None and len(grp.members) + len(grp.dups) < 2:
+        if grp.reduce is None and len(_needed(rw, grp)) < 2:
             continue
         inputs, body, dtypes = _body(rw, grp, index)
         red = grp.reduce

@@ -82,6 +82,15 @@ def stabilize_log_one_minus_sigmoid(rw, n):
         return rw.conform(rw.make(E.Negative(), rw.make(E.Softplus(), x)), n)
 
 
+@rewrite("stabilize", E.Subtract)
+def stabilize_one_minus_sigmoid(rw, n):
+    """1 - sigmoid(x) -> sigmoid(-x) when nothing else needs sigmoid(x): as cheap, and
+    accurate where sigmoid(x) rounds to 1 (1 - sigmoid(20) is 0 in float32)"""
+    x = _one_minus_sigmoid(rw, n)
+    if x is not None and len(rw.consumers(rw.ins(n)[1])) == 1:
+        return rw.conform(rw.make(E.Sigmoid(), rw.make(E.Negative(), x)), n)
+
+
 @rewrite("stabilize", E.Log, E.Log1p)
 def stabilize_softplus(rw, n):
     """log(1 + exp(x)) -> softplus(x), and log1p(exp(x)) -> softplus(x)"""

@@ -38,10 +38,15 @@ def _check_node(g, nid, where):
     for i in ins:
         if i not in g:
             raise VerifyError(f"{label} reads %{i}, which is not in the graph")
-    preds = set(g.nx._pred[nid])
-    if preds != set(ins):
+    preds = g.nx._pred[nid]
+    if set(preds) != set(ins):
         raise VerifyError(f"{label}: its edges come from {sorted(preds)} but its inputs are "
                           f"{list(ins)} (edges must mirror the argument list)")
+    for i, edge in preds.items():
+        want = tuple(k for k, j in enumerate(ins) if j == i)
+        if edge.get("positions") != want:
+            raise VerifyError(f"{label}: the edge from %{i} says argument positions "
+                              f"{edge.get('positions')}, the inputs say {want}")
     if isinstance(op, (Placeholder, Shared)):
         if ins:
             raise VerifyError(f"{label}: a leaf has inputs {list(ins)}")
