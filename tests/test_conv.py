@@ -69,6 +69,19 @@ def test_symbolic_channel_mismatch_is_caught_at_call_time():
         f(np.zeros((1, 3, 4, 4)), np.zeros((2, 2, 3, 3)))
 
 
+def test_gradients_keep_the_argument_dims_when_only_one_side_is_symbolic():
+    """The grad ops carry x's and w's full shapes, so each cotangent has its argument's dims."""
+    rng = np.random.default_rng(2)
+    xv, wv = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    with sg.Graph():
+        x, w = _ph(("N", "C", 6, 6)), _ph((4, 3, 3, 3))
+        gx, gw = sg.grad(sg.sum(sg.square(sg.nn.conv2d(x, w, stride=2))), [x, w])
+        assert gx.shape == x.shape and gw.shape == w.shape
+        hx, hw = sg.grad(sg.sum(gx * gx) + sg.sum(gw * gw), [x, w])
+        got = sg.function([x, w], [gx, gw, hx, hw])(xv, wv)
+    assert [a.shape for a in got] == [xv.shape, wv.shape] * 2
+
+
 # -- error messages --------------------------------------------------------------------------
 def _conv(xs=(1, 3, 5, 5), ws=(2, 3, 3, 3), xdt="float32", wdt="float32", **kw):
     with sg.Graph():
@@ -147,11 +160,24 @@ def test_gradient_op_errors():
         w, x = _ph((4, 3, 3, 3)), _ph((2, 3, 8, 8))
         with pytest.raises(sg.ShapeError, match=r"conv2d_grad_input: g's spatial size \(5, 6\) is "
                                                 r"not the conv2d output size \(6, 6\)"):
-            apply(Conv2dGradInput(input_size=(8, 8)), _ph((2, 4, 5, 6)), w)
+            apply(Conv2dGradInput(input_shape=(2, 3, 8, 8)), _ph((2, 4, 5, 6)), w)
         with pytest.raises(sg.ShapeError, match=r"conv2d_grad_input: g has 5 channels but w has 4"):
-            apply(Conv2dGradInput(input_size=(8, 8)), _ph((2, 5, 6, 6)), w)
+            apply(Conv2dGradInput(input_shape=(2, 3, 8, 8)), _ph((2, 5, 6, 6)), w)
+        with pytest.raises(sg.ShapeError, match=r"conv2d_grad_input: w expects 3 input channels, "
+                                                r"the input has 2"):
+            apply(Conv2dGradInput(input_shape=(2, 2, 8, 8)), _ph((2, 4, 6, 6)), w)
+        with pytest.raises(sg.ShapeError, match=r"conv2d_grad_input: g and the input have different"):
+            apply(Conv2dGradInput(input_shape=(3, 3, 8, 8)), _ph((2, 4, 6, 6)), w)
+        with pytest.raises(sg.ShapeError, match=r"input_shape must be \(N, C, H, W\), got \(8, 8\)"):
+            apply(Conv2dGradInput(input_shape=(8, 8)), _ph((2, 4, 6, 6)), w)
         with pytest.raises(sg.ShapeError, match=r"conv2d_grad_weight: x and g have different batch"):
-            apply(Conv2dGradWeight(kernel_size=(3, 3)), x, _ph((3, 4, 6, 6)))
+            apply(Conv2dGradWeight(weight_shape=(4, 3, 3, 3)), x, _ph((3, 4, 6, 6)))
+        with pytest.raises(sg.ShapeError, match=r"conv2d_grad_weight: g has 5 channels, the weight "
+                                                r"has 4 output channels"):
+            apply(Conv2dGradWeight(weight_shape=(4, 3, 3, 3)), x, _ph((2, 5, 6, 6)))
+        with pytest.raises(sg.ShapeError, match=r"conv2d_grad_weight: x has 3 channels, the weight "
+                                                r"expects 2"):
+            apply(Conv2dGradWeight(weight_shape=(4, 2, 3, 3)), x, _ph((2, 4, 6, 6)))
         with pytest.raises(sg.ShapeError, match=r"max_pool2d_grad: g has shape \(2, 3, 3, 4\) but "
                                                 r"the pooled shape of x \(2, 3, 8, 8\) is \(2, 3, 4, 4\)"):
             apply(MaxPool2dGrad(kernel_size=(2, 2), stride=(2, 2)), x, _ph((2, 3, 3, 4)))

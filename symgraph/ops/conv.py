@@ -171,8 +171,8 @@ class Conv2d(_ConvGeometry):
 
     def vjp(self, inputs, output, g_out):
         x, w = inputs
-        g_x = apply(Conv2dGradInput(input_size=tuple(x.shape[2:]), **self.geometry()), g_out, w)
-        g_w = apply(Conv2dGradWeight(kernel_size=tuple(w.shape[2:]), **self.geometry()), x, g_out)
+        g_x = apply(Conv2dGradInput(input_shape=tuple(x.shape), **self.geometry()), g_out, w)
+        g_w = apply(Conv2dGradWeight(weight_shape=tuple(w.shape), **self.geometry()), x, g_out)
         return [g_x, g_w]
 
 
@@ -180,27 +180,35 @@ class Conv2d(_ConvGeometry):
 class Conv2dGradInput(_ConvGeometry):
     """d conv2d / d x applied to a cotangent g (N, O, OH, OW), with w (O, C, KH, KW).
 
-    ``input_size`` is x's (H, W): with a stride above 1 several input sizes give
-    the same output size, so it cannot be recovered from g.
+    ``input_shape`` is x's shape: with a stride above 1 several input sizes give the
+    same output size, and with symbolic dims the result must have x's very dims.
     """
 
-    input_size: tuple
+    input_shape: tuple
 
     def _rule(self, g, w):
         dt = check_float(self.name, g=g, w=w)
         check_rank4(self.name, "g", g, "(N, O, OH, OW)")
         check_rank4(self.name, "w", w, "(O, C, KH, KW)")
+        if len(self.input_shape) != 4:
+            raise ShapeError(f"{self.name}: input_shape must be (N, C, H, W), got "
+                             f"{fmt_shape(self.input_shape)}")
+        n, c, h, wd = self.input_shape
         shapes = (f"g: {fmt_shape(g.shape)}, w: {fmt_shape(w.shape)}, "
-                  f"input_size: {fmt_shape(self.input_size)}")
+                  f"input_shape: {fmt_shape(self.input_shape)}")
         reqs: list = []
+        same_dim(g.shape[0], n, reqs, f"{self.name}: g and the input have different batch "
+                 f"sizes ({shapes})")
         same_dim(g.shape[1], w.shape[0], reqs,
                  f"{self.name}: g has {g.shape[1]} channels but w has {w.shape[0]} "
                  f"output channels ({shapes})")
-        oh, ow = self.conv_out(self.input_size, w.shape[2:], shapes)
+        same_dim(w.shape[1], c, reqs, f"{self.name}: w expects {w.shape[1]} input channels, "
+                 f"the input has {c} ({shapes})")
+        oh, ow = self.conv_out((h, wd), w.shape[2:], shapes)
         for got, want in zip(g.shape[2:], (oh, ow)):
             same_dim(got, want, reqs, f"{self.name}: g's spatial size {fmt_shape(g.shape[2:])}"
                      f" is not the conv2d output size {fmt_shape((oh, ow))} ({shapes})")
-        return TensorType(dt, (g.shape[0], w.shape[1]) + tuple(self.input_size)), reqs
+        return TensorType(dt, tuple(self.input_shape)), reqs
 
     def infer(self, g, w):
         return self._rule(g, w)[0]
@@ -211,13 +219,13 @@ class Conv2dGradInput(_ConvGeometry):
     def reference(self, g, w):
         cols = np.tensordot(g, w, axes=([1], [0]))  # N, OH, OW, C, KH, KW
         cols = cols.transpose(0, 3, 1, 2, 4, 5)
-        return col2im(cols, self.input_size, self.stride, self.padding, self.dilation,
+        return col2im(cols, self.input_shape[2:], self.stride, self.padding, self.dilation,
                       np.result_type(g, w))
 
     def vjp(self, inputs, output, h):
         g, w = inputs
         g_g = apply(Conv2d(**self.geometry()), h, w)
-        g_w = apply(Conv2dGradWeight(kernel_size=tuple(w.shape[2:]), **self.geometry()), h, g)
+        g_w = apply(Conv2dGradWeight(weight_shape=tuple(w.shape), **self.geometry()), h, g)
         return [g_g, g_w]
 
 
@@ -225,25 +233,33 @@ class Conv2dGradInput(_ConvGeometry):
 class Conv2dGradWeight(_ConvGeometry):
     """d conv2d / d w applied to a cotangent g (N, O, OH, OW), with x (N, C, H, W).
 
-    ``kernel_size`` is w's (KH, KW), which g and x do not determine.
+    ``weight_shape`` is w's shape: g and x do not determine the kernel size.
     """
 
-    kernel_size: tuple
+    weight_shape: tuple
 
     def _rule(self, x, g):
         dt = check_float(self.name, x=x, g=g)
         check_rank4(self.name, "x", x, "(N, C, H, W)")
         check_rank4(self.name, "g", g, "(N, O, OH, OW)")
+        if len(self.weight_shape) != 4:
+            raise ShapeError(f"{self.name}: weight_shape must be (O, C, KH, KW), got "
+                             f"{fmt_shape(self.weight_shape)}")
+        o, c, kh, kw = self.weight_shape
         shapes = (f"x: {fmt_shape(x.shape)}, g: {fmt_shape(g.shape)}, "
-                  f"kernel_size: {fmt_shape(self.kernel_size)}")
+                  f"weight_shape: {fmt_shape(self.weight_shape)}")
         reqs: list = []
         same_dim(x.shape[0], g.shape[0], reqs,
                  f"{self.name}: x and g have different batch sizes ({shapes})")
-        oh, ow = self.conv_out(x.shape[2:], self.kernel_size, shapes)
+        same_dim(x.shape[1], c, reqs, f"{self.name}: x has {x.shape[1]} channels, the weight "
+                 f"expects {c} ({shapes})")
+        same_dim(g.shape[1], o, reqs, f"{self.name}: g has {g.shape[1]} channels, the weight "
+                 f"has {o} output channels ({shapes})")
+        oh, ow = self.conv_out(x.shape[2:], (kh, kw), shapes)
         for got, want in zip(g.shape[2:], (oh, ow)):
             same_dim(got, want, reqs, f"{self.name}: g's spatial size {fmt_shape(g.shape[2:])}"
                      f" is not the conv2d output size {fmt_shape((oh, ow))} ({shapes})")
-        return TensorType(dt, (g.shape[1], x.shape[1]) + tuple(self.kernel_size)), reqs
+        return TensorType(dt, tuple(self.weight_shape)), reqs
 
     def infer(self, x, g):
         return self._rule(x, g)[0]
@@ -252,13 +268,13 @@ class Conv2dGradWeight(_ConvGeometry):
         return self._rule(x, g)[1]
 
     def reference(self, x, g):
-        win = windows(pad_hw(x, self.padding), self.kernel_size, self.stride, self.dilation,
-                      self.name)
+        win = windows(pad_hw(x, self.padding), self.weight_shape[2:], self.stride,
+                      self.dilation, self.name)
         return np.tensordot(g, win, axes=([0, 2, 3], [0, 2, 3]))  # O, C, KH, KW
 
     def vjp(self, inputs, output, k):
         x, g = inputs
-        g_x = apply(Conv2dGradInput(input_size=tuple(x.shape[2:]), **self.geometry()), g, k)
+        g_x = apply(Conv2dGradInput(input_shape=tuple(x.shape), **self.geometry()), g, k)
         g_g = apply(Conv2d(**self.geometry()), x, k)
         return [g_x, g_g]
 

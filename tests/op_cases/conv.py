@@ -160,10 +160,10 @@ def _conv_cases(label, xs, ws, s, p, d):
     yield OpCase(f"conv2d_{label}", lambda x, k: sg.nn.conv2d(x, k, **geo),
                  lambda x, k: naive_conv2d(x, k, s, p, d), [(xs, ws)], **_TOL)
     yield OpCase(f"conv2d_grad_input_{label}",
-                 lambda g, k: apply(Conv2dGradInput(input_size=(h, w), **geo), g, k),
+                 lambda g, k: apply(Conv2dGradInput(input_shape=xs, **geo), g, k),
                  lambda g, k: naive_conv2d_grad_input(g, k, (h, w), s, p, d), [(gs, ws)], **_TOL)
     yield OpCase(f"conv2d_grad_weight_{label}",
-                 lambda x, g: apply(Conv2dGradWeight(kernel_size=ws[2:], **geo), x, g),
+                 lambda x, g: apply(Conv2dGradWeight(weight_shape=ws, **geo), x, g),
                  lambda x, g: naive_conv2d_grad_weight(x, g, ws[2:], s, p, d), [(xs, gs)], **_TOL)
 
 
