@@ -6,7 +6,7 @@ import numpy as np
 from .errors import GraphError
 from .printing import format_tree
 
-MODES = ("native", "reference")
+MODES = ("native", "reference", "debug")
 
 
 def _as_update_pairs(updates):
@@ -35,12 +35,13 @@ class Function:
     """A compiled function: call it with arrays; ``.graph`` is the networkx graph it runs."""
 
     def __init__(self, inputs, outputs, updates=None, *, mode="reference", name=None,
-                 rewrites=None):
+                 rewrites=None, nan_guard=False):
         from .tensor import Tensor
         from .program import build_program
         if mode not in MODES:
             raise ValueError(f"function: mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
+        self.nan_guard = bool(nan_guard)
         self.name = name
         if isinstance(inputs, Tensor):
             inputs = [inputs]
@@ -64,19 +65,35 @@ class Function:
         self.signature = signature_of(self.optimized)
         self._native = None
         self.artifact = None
-        if self.mode == "native":
-            from .compiler.build import build, constant_values, shared_storages
+        self._checker = None
+        if self.mode in ("native", "debug"):
+            from .compiler.build import constant_values, shared_storages
+            from .compiler.cache import compile_cached
             from .runtime.load import native_function
-            self.artifact = build(self.optimized)
+            self.artifact = compile_cached(self.optimized)
             self._native = native_function(self.artifact.object_code, self.artifact.manifest,
                                            shared_storages(self.optimized, self.artifact),
                                            constant_values(self.optimized, self.artifact))
             self.signature = self._native.signature
+            if self.mode == "debug" or self.nan_guard:
+                self._checker = self._make_checker(native_function, compile_cached)
         else:
             self._executor = ReferenceExecutor(self.optimized)
 
+    def _make_checker(self, native_function, compile_cached):
+        from .compiler.build import constant_values, shared_storages
+        from .runtime.debugging import Checker, probe_program
+        probe = probe_program(self.optimized)
+        art = compile_cached(probe)
+        fn = native_function(art.object_code, art.manifest, shared_storages(probe, art),
+                             constant_values(probe, art))
+        return Checker(self.optimized, fn, compare=self.mode == "debug",
+                       nan_guard=self.nan_guard)
+
     # -- calling ---------------------------------------------------------------------
     def __call__(self, *args):
+        if self._checker is not None:
+            self._checker.check(args)
         if self._native is not None:
             outs = self._native(args)
             return outs[0] if self._single else outs
@@ -84,27 +101,32 @@ class Function:
         values = self._executor.run(arrays, env)
         return self._finish(values)
 
+    def _full_artifact(self, what: str):
+        """The artifact with its IR and plan (rebuilt once if it came from the cache)."""
+        if self.artifact is None:
+            raise ValueError(f"{what} exists only for mode='native'")
+        if not self.artifact.ir:
+            from .compiler.build import build
+            full = build(self.optimized)
+            self.artifact.ir, self.artifact.optimized_ir = full.ir, full.optimized_ir
+            self.artifact.plan = full.plan
+        return self.artifact
+
     @property
     def llvm_ir(self) -> str:
         """The optimized LLVM IR of the native entry point and its kernels."""
-        if self.artifact is None:
-            raise ValueError("llvm_ir exists only for mode='native'")
-        return self.artifact.optimized_ir
+        return self._full_artifact("llvm_ir").optimized_ir
 
     @property
     def asm(self) -> str:
         """Host assembly of the native code."""
-        if self.artifact is None:
-            raise ValueError("asm exists only for mode='native'")
         from .compiler import target
-        return target.emit_assembly(target.parse_and_optimize(self.artifact.ir))
+        return target.emit_assembly(target.parse_and_optimize(self._full_artifact("asm").ir))
 
     @property
     def memory_plan(self):
         """The static memory plan; ``.scratch_bytes`` is the peak scratch size (a dim)."""
-        if self.artifact is None:
-            raise ValueError("memory_plan exists only for mode='native'")
-        return self.artifact.plan
+        return self._full_artifact("memory_plan").plan
 
     def _finish(self, values):
         p = self.optimized
@@ -138,7 +160,7 @@ class Function:
 
 
 def function(inputs, outputs=None, updates=None, *, mode="reference", name=None,
-             rewrites=None) -> Function:
+             rewrites=None, nan_guard=False) -> Function:
     """Compile ``outputs`` (and ``updates``) as a function of ``inputs``.
 
     ``updates`` is a list of ``(shared, new_value)`` pairs or a dict; every new value
@@ -148,6 +170,12 @@ def function(inputs, outputs=None, updates=None, *, mode="reference", name=None,
     False turns them off; ``{"exclude": ["fuse_elementwise"]}`` skips rules by name.
     ``f.rewrite_report`` says what they did; ``f.program`` is the graph before them.
 
+    ``mode``: "native" compiles one native function; "reference" runs the numpy
+    reference executor; "debug" runs native code and checks every node against the
+    reference, naming the first node that differs. ``nan_guard=True`` names the first
+    node that produced a NaN or inf (before any update is applied).
+
     >>> step = sg.function([x, y], loss, updates=[(w, w - 0.1 * gw)])
     """
-    return Function(inputs, outputs, updates, mode=mode, name=name, rewrites=rewrites)
+    return Function(inputs, outputs, updates, mode=mode, name=name, rewrites=rewrites,
+                    nan_guard=nan_guard)
