@@ -95,7 +95,8 @@ def _conv(xs=(1, 3, 5, 5), ws=(2, 3, 3, 3), xdt="float32", wdt="float32", **kw):
      r"kernel does not fit the padded input along H: input size 5 \+ 2\*padding 0 = 5 is "
      r"smaller than the kernel span 7.*no pixels"),
     (dict(ws=(2, 3, 3, 3), dilation=3), sg.ShapeError, r"kernel span 7 \(kernel 3, dilation 3\)"),
-    (dict(xs=(3, 5, 5)), sg.ShapeError, r"conv2d: x must be 4-D \(N, C, H, W\), got shape \(3, 5, 5\)"),
+    (dict(xs=(3, 5, 5)), sg.ShapeError,
+     r"conv2d: x must be 4-D \(N, C, H, W\), got shape \(3, 5, 5\)"),
     (dict(ws=(3, 3, 3)), sg.ShapeError, r"conv2d: w must be 4-D \(O, C, KH, KW\)"),
     (dict(xdt="int64"), sg.DTypeError, r"conv2d: x must be float32 or float64, got int64"),
     (dict(wdt="float64"), sg.DTypeError, r"same dtype \(x: float32, w: float64\)"),
@@ -190,7 +191,8 @@ def test_gradient_op_errors():
 
 def test_ops_are_hashable_value_objects():
     a = Conv2d(stride=(2, 2), padding=(1, 1))
-    assert a == Conv2d(stride=(2, 2), padding=(1, 1)) and hash(a) == hash(Conv2d(stride=(2, 2), padding=(1, 1)))
+    b = Conv2d(stride=(2, 2), padding=(1, 1))
+    assert a == b and hash(a) == hash(b)
     assert str(a) == "conv2d{stride=(2, 2), padding=(1, 1), dilation=(1, 1)}"
     with pytest.raises(TypeError):
         Conv2d((2, 2))  # parameters are keyword-only
@@ -267,7 +269,8 @@ def _torch_check(sg_fn, torch_fn, arrays, dtype, seed=0):
         np.testing.assert_allclose(g, want.detach().numpy(), **tol)
 
 
-CONV_GEOS = [dict(), dict(stride=2, padding=1), dict(stride=(2, 3), padding=(0, 2), dilation=(2, 1)),
+CONV_GEOS = [dict(), dict(stride=2, padding=1),
+             dict(stride=(2, 3), padding=(0, 2), dilation=(2, 1)),
              dict(padding="same", dilation=2)]
 
 

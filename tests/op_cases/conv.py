@@ -36,7 +36,8 @@ def _window(xp, i, j, kernel, stride, dilation):
 
 def _rows_cols(i, j, kernel, stride, dilation):
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    return slice(i * sh, i * sh + dh * (kh - 1) + 1, dh), slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+    return (slice(i * sh, i * sh + dh * (kh - 1) + 1, dh),
+            slice(j * sw, j * sw + dw * (kw - 1) + 1, dw))
 
 
 def naive_conv2d(x, w, stride, padding, dilation):
