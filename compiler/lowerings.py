@@ -254,3 +254,4 @@ def lower_argmax(ctx, nid):
 
 
 from . import lower_linalg  # noqa: E402,F401  (registers matmul)
+from . import lower_indexing, lower_joining  # noqa: E402,F401  (indexing and joining ops)

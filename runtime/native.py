@@ -17,6 +17,10 @@ from symgraph import dims as D
 from symgraph.errors import InputError
 
 ALIGN = 64
+# i64 slots after the dim values in the ``dims`` array: code that fails leaves there the
+# values its message names (e.g. the bad index), since they are known only at run time.
+ERROR_VALUES = 4
+_ERROR_TYPES = {"IndexError": IndexError, "InputError": InputError}
 
 
 class NativeFunction:
@@ -44,7 +48,7 @@ class NativeFunction:
             base = self.n_in + len(self.shared)
             for k, c in enumerate(self.constants):
                 ptrs[base + k] = c.ctypes.data
-            dims = (ctypes.c_int64 * max(1, len(self.symbols)))()
+            dims = (ctypes.c_int64 * (len(self.symbols) + ERROR_VALUES))()
             st = self._local.state = [ptrs, dims, None, ctypes.addressof(ptrs),
                                       ctypes.addressof(dims)]
         return st
@@ -81,9 +85,14 @@ class NativeFunction:
         ptrs[k] = self._workspace(st, nbytes)
         rc = self._entry(st[3], st[4])
         if rc:
-            raise self._error(rc)
+            raise self._error(rc, dims)
         return outs
 
-    def _error(self, rc: int) -> Exception:
-        msg = self.errors[rc - 1] if 0 < rc <= len(self.errors) else f"native error code {rc}"
-        return InputError(msg)
+    def _error(self, rc: int, dims) -> Exception:
+        """An error entry is a message, or {"type", "message"} with ``{k}`` fields that are
+        filled with the values the failing code left after the dims."""
+        entry = self.errors[rc - 1] if 0 < rc <= len(self.errors) else f"native error code {rc}"
+        if isinstance(entry, str):
+            return InputError(entry)
+        n = len(self.symbols)
+        return _ERROR_TYPES[entry["type"]](entry["message"].format(*dims[n:n + ERROR_VALUES]))
