@@ -175,6 +175,8 @@ def _axis_start(ctx, nid, axis, entry, n, count):
                             f"{axis} with size {{0}}", [nv])
         return entry if entry >= 0 else b.add(i64(entry), nv)
     start, stop, step = entry
+    if (start, stop, step) == (None, None, 1) and _same(count, n):
+        return 0                      # the whole axis: nothing to normalize or check
     if all(type(v) is int or v is None for v in (n, start, stop)):
         r = range(n)[slice(start, stop, step)]
         first, length = (r.start if len(r) else 0), len(r)
