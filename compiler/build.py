@@ -14,7 +14,7 @@ import numpy as np
 from symgraph import dims as D
 from symgraph.op import format_source
 from . import target
-from .codegen import compile_program, ENTRY
+from .codegen import compile_program, ENTRY, ARRAY_ENTRY, ARRAY_DATA_OFFSET
 
 FORMAT_VERSION = 1
 
@@ -55,6 +55,8 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
     manifest = {
         "format": FORMAT_VERSION,
         "entry": ENTRY,
+        "array_entry": ARRAY_ENTRY,
+        "array_data_offset": ARRAY_DATA_OFFSET,
         "cpu": target.cpu_fingerprint(),
         "inputs": _argspecs(program),
         "requirements": reqs,

@@ -11,6 +11,7 @@ of it, and anything that fails to verify is ignored and rebuilt.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,10 +38,19 @@ def cache_dir():
     return Path(base) / "symgraph"
 
 
+@functools.lru_cache(maxsize=None)
 def _versions() -> str:
+    """Versions that change generated code, including a digest of the compiler's own
+    sources, so a changed code generator never reuses an old entry."""
     import llvmlite
     import symgraph
-    return f"symgraph {symgraph.__version__}|llvmlite {llvmlite.__version__}|format {FORMAT_VERSION}"
+    h = hashlib.blake2b(digest_size=8)
+    here = Path(__file__).resolve().parent
+    for path in sorted(here.rglob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return (f"symgraph {symgraph.__version__}|llvmlite {llvmlite.__version__}|"
+            f"format {FORMAT_VERSION}|compiler {h.hexdigest()}")
 
 
 def program_key(program):

@@ -23,6 +23,7 @@ from .memory import plan_memory, nbytes
 ENTRY = "sg_entry"
 LOWERINGS: dict = {}
 VIEW_OPS: set = set()
+TEMPS: dict = {}
 
 
 def lowers(*classes):
@@ -39,6 +40,25 @@ def lowering_for(op):
         fn = LOWERINGS.get(cls)
         if fn is not None:
             return fn
+    return None
+
+
+def temp_bytes(*classes):
+    """Register ``fn(op, in_types, out_type) -> dim``: the workspace (bytes) the lowering of
+    these op classes needs while its node runs; the lowering reaches it as ``ctx.temp(nid)``."""
+    def deco(fn):
+        for c in classes:
+            TEMPS[c] = fn
+        return fn
+    return deco
+
+
+def _temp_size(graph, nid):
+    op = graph.op(nid)
+    for cls in type(op).__mro__:
+        fn = TEMPS.get(cls)
+        if fn is not None:
+            return fn(op, [graph.type(i) for i in graph.inputs(nid)], graph.type(nid))
     return None
 
 
@@ -99,6 +119,12 @@ class LowerContext:
             b.position_at_end(saved)
         return v
 
+    def temp(self, nid: int):
+        """An i8* to node ``nid``'s workspace (sized by its ``temp_bytes`` entry)."""
+        off = self.plan.offsets[self.plan.temps[nid]]
+        b = self.builder
+        return self._at_entry(lambda: b.gep(self.scratch(), [self.dim(off)], inbounds=True))
+
     def scratch(self):
         if self._scratch is None:
             self._scratch = self.arg(self.scratch_arg)
@@ -147,7 +173,8 @@ def compile_program(program, *, name="sg"):
                                    f"(node %{nid}, created at "
                                    f"{format_source(g.node(nid)['source'])}); use "
                                    "mode='reference' for this graph")
-    plan = plan_memory(program, arg_index, lambda op: type(op) in VIEW_OPS)
+    plan = plan_memory(program, arg_index, lambda op: type(op) in VIEW_OPS,
+                       lambda nid: _temp_size(g, nid))
     symbols = sorted({s for nid in order for d in g.type(nid).shape for s in D.symbols(d)}
                      | {s for nid in inputs for d in g.type(nid).shape for s in D.symbols(d)})
 
@@ -174,6 +201,7 @@ def compile_program(program, *, name="sg"):
         if v != s:
             _copy(ctx, ctx.buffer(v), ctx.buffer(s), nbytes(g.type(s)))
     b.ret(ir.Constant(I32, 0))
+    _emit_object_entry(module, fn, n_leaf - len(consts), len(consts), len(program.outputs))
 
     layout = {
         "inputs": inputs, "shared": shared, "constants": consts,
@@ -182,6 +210,38 @@ def compile_program(program, *, name="sg"):
         "plan": plan, "blas": sorted(ctx.blas_symbols),
     }
     return str(module), layout
+
+
+ARRAY_ENTRY = "sg_call_arrays"
+ARRAY_DATA_OFFSET = 16  # offsetof(PyArrayObject, data) in CPython's numpy
+
+
+def _emit_object_entry(module, entry, n_arrays, n_consts, n_outputs):
+    """``int32 sg_call_arrays(PyArrayObject* a0.., ptr consts, ptr scratch, ptr dims)``:
+    the fast call path. It reads each array's data pointer itself, so the caller passes
+    the ndarrays as they are; the runtime uses it only after checking the offset."""
+    n = n_arrays + n_outputs
+    fn = ir.Function(module, ir.FunctionType(I32, [PTR] * (n + 3)), name=ARRAY_ENTRY)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    table = b.alloca(ir.ArrayType(PTR, n_arrays + n_consts + n_outputs + 1), name="args")
+    consts, scratch, dims = fn.args[n:]
+
+    def put(k, value):
+        b.store(value, b.gep(table, [i64(0), i64(k)], inbounds=True))
+
+    def data_of(arr):
+        field = b.bitcast(b.gep(arr, [i64(ARRAY_DATA_OFFSET)], inbounds=True), PTR.as_pointer())
+        return b.load(field)
+
+    for k in range(n_arrays):
+        put(k, data_of(fn.args[k]))
+    cptrs = b.bitcast(consts, PTR.as_pointer())
+    for j in range(n_consts):
+        put(n_arrays + j, b.load(b.gep(cptrs, [i64(j)], inbounds=True)))
+    for j in range(n_outputs):
+        put(n_arrays + n_consts + j, data_of(fn.args[n_arrays + j]))
+    put(n_arrays + n_consts + n_outputs, scratch)
+    b.ret(b.call(entry, [b.bitcast(table, PTR), dims]))
 
 
 def _copy(ctx, src, dst, size):

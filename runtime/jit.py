@@ -23,15 +23,18 @@ def _llvm():
 
 
 class LoadedCode:
-    """Machine code kept alive with its engine; ``entry`` is a ctypes function."""
+    """Machine code kept alive with its engine; ``entry`` is a ctypes function and
+    ``array_entry_addr`` the address of the fast entry taking ndarrays (or 0)."""
 
-    def __init__(self, engine, entry_addr: int):
+    def __init__(self, engine, entry_addr: int, array_entry_addr: int = 0):
         self.engine = engine
         self.entry_addr = entry_addr
         self.entry = ENTRY_TYPE(entry_addr)
+        self.array_entry_addr = array_entry_addr
 
 
-def load_object(obj: bytes, entry: str, external: dict | None = None) -> LoadedCode:
+def load_object(obj: bytes, entry: str, external: dict | None = None,
+                array_entry: str | None = None) -> LoadedCode:
     """Link ``obj`` into a fresh engine; ``external`` maps symbol names to addresses."""
     llvm = _llvm()
     with _lock:
@@ -47,6 +50,7 @@ def load_object(obj: bytes, entry: str, external: dict | None = None) -> LoadedC
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
         addr = engine.get_function_address(entry)
+        array_addr = engine.get_function_address(array_entry) if array_entry else 0
     if not addr:
         raise RuntimeError(f"compiled code has no entry point {entry!r}")
-    return LoadedCode(engine, addr)
+    return LoadedCode(engine, addr, array_addr)

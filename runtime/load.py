@@ -18,10 +18,12 @@ def signature_from_manifest(m) -> Signature:
 
 
 def native_function(object_code: bytes, manifest: dict, shared, constants) -> NativeFunction:
-    code = load_object(object_code, manifest["entry"], externals.addresses(manifest["external"]))
+    code = load_object(object_code, manifest["entry"], externals.addresses(manifest["external"]),
+                       manifest.get("array_entry"))
     outputs = [(np.dtype(o["dtype"]), tuple(D.from_data(d) for d in o["shape"]))
                for o in manifest["outputs"]]
     return NativeFunction(code, signature_from_manifest(manifest), shared=shared,
                           constants=constants, outputs=outputs, symbols=manifest["symbols"],
                           scratch_bytes=D.from_data(manifest["scratch_bytes"]),
-                          errors=manifest["errors"])
+                          errors=manifest["errors"],
+                          array_data_offset=manifest.get("array_data_offset"))

@@ -2,9 +2,12 @@
 
 Everything that can be decided when the function is compiled is decided then (the
 pointer table layout, which output shapes are static, the scratch size when static),
-so a call does the argument checks, one native call and little else. The GIL is
-released during the native call (ctypes), and each thread has its own pointer table
-and scratch workspace, so concurrent calls of one function are safe.
+so a call does the argument checks, one native call and little else. When the host's
+numpy array layout is the one the code was built for, the ndarrays themselves are
+passed and native code reads their data pointers (no per-array ctypes objects); a
+fully static signature also gets a check that is a few identity and tuple comparisons.
+The GIL is released during the native call (ctypes), and each thread has its own
+pointer tables and scratch workspace, so concurrent calls of one function are safe.
 """
 from __future__ import annotations
 
@@ -23,9 +26,15 @@ ERROR_VALUES = 4
 _ERROR_TYPES = {"IndexError": IndexError, "InputError": InputError}
 
 
+def _array_layout_ok(offset: int) -> bool:
+    """Does ``PyArrayObject->data`` sit at ``offset`` in this interpreter?"""
+    a = np.empty(3)
+    return ctypes.c_void_p.from_address(id(a) + offset).value == a.ctypes.data
+
+
 class NativeFunction:
     def __init__(self, code, signature, *, shared, constants, outputs, symbols, scratch_bytes,
-                 errors):
+                 errors, array_data_offset=None):
         """``shared``: SharedStorage objects in argument order; ``outputs``: (dtype, dims)."""
         self.code = code
         self.signature = signature
@@ -40,7 +49,23 @@ class NativeFunction:
         self._static_outputs = all(type(d) is int for _, s in self.outputs for d in s)
         self._local = threading.local()
         self._entry = code.entry
+        self._const_table = (ctypes.c_void_p * max(1, len(self.constants)))(
+            *[c.ctypes.data for c in self.constants])
+        self._const_addr = ctypes.addressof(self._const_table)
+        self._array_entry = None
+        if code.array_entry_addr and array_data_offset is not None \
+                and _array_layout_ok(array_data_offset):
+            n_arrays = self.n_in + len(self.shared) + len(self.outputs)
+            proto = ctypes.CFUNCTYPE(ctypes.c_int32, *([ctypes.py_object] * n_arrays),
+                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+            self._array_entry = proto(code.array_entry_addr)
+        self._static = not self.symbols and not signature.requirements and \
+            type(scratch_bytes) is int
+        self._fast_specs = [(a.dtype, tuple(a.shape), _c_strides(a.shape, a.dtype))
+                            for a in signature.args] if self._static else None
+        self._out_shapes = [s for _, s in self.outputs] if self._static_outputs else None
 
+    # -- per-thread state ------------------------------------------------------------
     def _state(self):
         st = getattr(self._local, "state", None)
         if st is None:
@@ -50,49 +75,91 @@ class NativeFunction:
                 ptrs[base + k] = c.ctypes.data
             dims = (ctypes.c_int64 * (len(self.symbols) + ERROR_VALUES))()
             st = self._local.state = [ptrs, dims, None, ctypes.addressof(ptrs),
-                                      ctypes.addressof(dims)]
+                                      ctypes.addressof(dims), 0]
         return st
 
     def _workspace(self, st, nbytes: int) -> int:
         ws = st[2]
         if ws is None or ws.size < nbytes + ALIGN:
             ws = st[2] = np.empty(max(nbytes, 1) + ALIGN, dtype=np.uint8)
-        addr = ws.ctypes.data
-        return addr + (-addr % ALIGN)
+            addr = ws.ctypes.data
+            st[5] = addr + (-addr % ALIGN)
+        return st[5]
 
+    # -- calling ---------------------------------------------------------------------
     def __call__(self, args):
+        if self._static and self._array_entry is not None:
+            arrays = self._fast_check(args)
+            if arrays is not None:
+                st = self._state()
+                outs = [np.empty(s, dtype=dt) for dt, s in self.outputs]
+                rc = self._array_entry(*arrays, *[s.value for s in self.shared], *outs,
+                                       self._const_addr, self._workspace(st, self.scratch_bytes),
+                                       st[4])
+                if rc:
+                    raise self._error(rc, st)
+                return outs
+        return self._call(args)
+
+    def _fast_check(self, args):
+        """``args`` when they need no conversion at all, else None (the full check runs)."""
+        specs = self._fast_specs
+        if len(args) != len(specs):
+            return None
+        for a, (dt, shape, strides) in zip(args, specs):
+            if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape \
+                    or a.strides != strides:
+                return None
+        return args
+
+    def _call(self, args):
         arrays, env = self.signature.bind(args)
         st = self._state()
-        ptrs, dims = st[0], st[1]
-        for k, a in enumerate(arrays):
-            ptrs[k] = a.ctypes.data
-        k = self.n_in
-        for s in self.shared:
-            ptrs[k] = s.value.ctypes.data
-            k += 1
-        k += len(self.constants)
         outs = []
         for dt, shape in self.outputs:
             if not self._static_outputs:
                 shape = tuple(D.evaluate(d, env) for d in shape)
-            o = np.empty(shape, dtype=dt)
-            ptrs[k] = o.ctypes.data
-            outs.append(o)
-            k += 1
+            outs.append(np.empty(shape, dtype=dt))
+        dims = st[1]
         for j, s in enumerate(self.symbols):
             dims[j] = env[s]
-        nbytes = D.evaluate(self.scratch_bytes, env)
-        ptrs[k] = self._workspace(st, nbytes)
-        rc = self._entry(st[3], st[4])
+        scratch = self._workspace(st, D.evaluate(self.scratch_bytes, env))
+        if self._array_entry is not None:
+            rc = self._array_entry(*arrays, *[s.value for s in self.shared], *outs,
+                                   self._const_addr, scratch, st[4])
+        else:
+            ptrs = st[0]
+            for k, a in enumerate(arrays):
+                ptrs[k] = a.ctypes.data
+            k = self.n_in
+            for s in self.shared:
+                ptrs[k] = s.value.ctypes.data
+                k += 1
+            k += len(self.constants)
+            for o in outs:
+                ptrs[k] = o.ctypes.data
+                k += 1
+            ptrs[k] = scratch
+            rc = self._entry(st[3], st[4])
         if rc:
-            raise self._error(rc, dims)
+            raise self._error(rc, st)
         return outs
 
-    def _error(self, rc: int, dims) -> Exception:
+    def _error(self, rc: int, st) -> Exception:
         """An error entry is a message, or {"type", "message"} with ``{k}`` fields that are
         filled with the values the failing code left after the dims."""
         entry = self.errors[rc - 1] if 0 < rc <= len(self.errors) else f"native error code {rc}"
         if isinstance(entry, str):
             return InputError(entry)
         n = len(self.symbols)
-        return _ERROR_TYPES[entry["type"]](entry["message"].format(*dims[n:n + ERROR_VALUES]))
+        return _ERROR_TYPES[entry["type"]](entry["message"].format(*st[1][n:n + ERROR_VALUES]))
+
+
+def _c_strides(shape, dtype) -> tuple:
+    if any(type(d) is not int for d in shape):
+        return None
+    out, acc = [], np.dtype(dtype).itemsize
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return tuple(reversed(out))
