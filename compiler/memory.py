@@ -3,8 +3,10 @@
 Inputs, shared variables, constants and outputs live in buffers the runtime passes in;
 every other value gets a slot in one scratch arena. Slots are reused once their value
 is dead (liveness over the static schedule); a view op (reshape) shares its input's
-buffer. Sizes may be symbolic, so slot sizes and offsets are dims, and the peak scratch
-size is known, as an expression of the symbolic dims, before the function runs.
+buffer. A lowering may also ask for a temporary workspace (im2col columns) that lives
+only while its node runs. Sizes may be symbolic, so slot sizes and offsets are dims,
+and the peak scratch size is known, as an expression of the symbolic dims, before the
+function runs.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class MemoryPlan:
     scratch_bytes: object           # total (dim)
     output_copies: list = field(default_factory=list)   # (output index, nid)
     steps: list = field(default_factory=list)           # nids to lower, in order
+    temps: dict = field(default_factory=dict)           # nid -> slot of its workspace
 
     def describe(self, env=None) -> str:
         total = D.evaluate(self.scratch_bytes, env) if env is not None else self.scratch_bytes
@@ -43,9 +46,10 @@ def _aligned(size):
     return D.mul(D.floordiv(D.add(size, ALIGN - 1), ALIGN), ALIGN)
 
 
-def plan_memory(program, arg_index: dict, is_view) -> MemoryPlan:
+def plan_memory(program, arg_index: dict, is_view, temp_bytes=None) -> MemoryPlan:
     """``arg_index`` maps leaf and output nids to argument positions; ``is_view(op)`` says
-    whether a node reuses its first input's buffer."""
+    whether a node reuses its first input's buffer; ``temp_bytes(nid)`` (optional) is the
+    size of the workspace a node needs while it runs (0 or None: none)."""
     g = program.graph
     order = program.order()
     outputs = list(program.outputs)
@@ -84,12 +88,16 @@ def plan_memory(program, arg_index: dict, is_view) -> MemoryPlan:
             last[base[i]] = step
     keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
 
-    slots, free = [], []
+    slots, free, temps = [], [], {}
     for step, nid in enumerate(steps):
         if base[nid] == nid and nid not in home:
             size = _aligned(nbytes(g.type(nid)))
             slot = _take_slot(free, slots, size)
             home[nid] = ("scratch", slot)
+        tsize = temp_bytes(nid) if temp_bytes is not None else None
+        if tsize is not None and not (type(tsize) is int and tsize == 0):
+            # taken before the inputs are freed: overlaps neither inputs nor output
+            temps[nid] = _take_slot(free, slots, _aligned(tsize))
         for i in set(g.inputs(nid)):
             b = base[i]
             if last.get(b) == step and b not in keep_alive and home.get(b, ("arg",))[0] == "scratch":
@@ -97,6 +105,8 @@ def plan_memory(program, arg_index: dict, is_view) -> MemoryPlan:
         if base[nid] == nid and nid not in last and nid not in keep_alive \
                 and home[nid][0] == "scratch":
             free.append(home[nid][1])  # computed but never read (kept for its side effects)
+        if nid in temps:
+            free.append(temps[nid])
     for nid in order:
         if nid not in home:
             home[nid] = home[base[nid]]
@@ -105,7 +115,7 @@ def plan_memory(program, arg_index: dict, is_view) -> MemoryPlan:
     for s in slots:
         offsets.append(total)
         total = D.add(total, s)
-    return MemoryPlan(home, slots, offsets, total, copies, steps)
+    return MemoryPlan(home, slots, offsets, total, copies, steps, temps)
 
 
 def _take_slot(free, slots, size):
