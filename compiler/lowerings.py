@@ -255,3 +255,4 @@ def lower_argmax(ctx, nid):
 
 from . import lower_linalg  # noqa: E402,F401  (registers matmul)
 from . import lower_indexing, lower_joining  # noqa: E402,F401  (indexing and joining ops)
+from . import lower_conv  # noqa: E402,F401  (registers convolution and pooling)

@@ -1,0 +1,239 @@
+"""Pooling (NCHW) as direct loops over output pixels, with the semantics of
+symgraph/ops/pool.py (PyTorch's).
+
+Kernel sizes are static, so each output pixel reads its window's taps unrolled. Rows
+and columns whose whole window lies inside the input take an unchecked body that
+vectorizes along the row; border pixels take a checked one, where a tap in the padding
+reads -inf (max) or 0 (average, counted in the divisor). MaxPool2dGrad and
+MaxPool2dSelect recompute each window's FIRST maximum in row-major tap order (a NaN
+wins, as numpy's argmax), exactly as the reference, so the forward pass records
+nothing. AvgPool2dGrad is the col2im of g / (KH*KW).
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import NamedTuple, Optional
+
+import numpy as np
+from llvmlite import ir
+
+from symgraph import dims as D
+from symgraph.ops.pool import (AvgPool2d, AvgPool2dGrad, MaxPool2d, MaxPool2dGrad,
+                               MaxPool2dSelect)
+from .codegen import lowers
+from .irutil import call_intrinsic, for_range, i64, load, store, typed_ptr, value_type
+from .lower_conv import (check_output_fits, emit_col2im, fill, geometry, name_args, smax,
+                         valid_range)
+from .lower_scalar import constant
+from .lowerings import new_kernel
+
+
+class Tap(NamedTuple):
+    index: ir.Value            # flat index into the input (meaningless when not valid)
+    valid: Optional[ir.Value]  # i1, or None in the unchecked body (always valid)
+
+
+def _taps(b, op, base, oh, ow, H, W, checked):
+    """The window taps of output pixel (oh, ow), in row-major order."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, *geometry(op)
+    zero = i64(0)
+    taps = []
+    for ki in range(kh):
+        ih = b.add(b.mul(oh, i64(sh)), i64(ki * dh - ph))
+        row = b.add(base, b.mul(ih, W))
+        row_ok = b.and_(b.icmp_signed(">=", ih, zero), b.icmp_signed("<", ih, H)) \
+            if checked else None
+        for kj in range(kw):
+            iw = b.add(b.mul(ow, i64(sw)), i64(kj * dw - pw))
+            ok = None
+            if checked:
+                ok = b.and_(row_ok, b.and_(b.icmp_signed(">=", iw, zero),
+                                           b.icmp_signed("<", iw, W)))
+            taps.append(Tap(b.add(row, iw), ok))
+    return taps
+
+
+def _tap_loads(b, tap, sources, dt):
+    """The tap's value in each of ``sources`` ((typed ptr, padding value) pairs)."""
+    if tap.valid is None:
+        return [load(b, p, tap.index, dt) for p, _ in sources]
+    before = b.block
+    with b.if_then(tap.valid):
+        vals = [load(b, p, tap.index, dt) for p, _ in sources]
+        inside = b.block
+    out = []
+    for v, (_, pad) in zip(vals, sources):
+        phi = b.phi(value_type(dt))
+        phi.add_incoming(v, inside)
+        phi.add_incoming(pad, before)
+        out.append(phi)
+    return out
+
+
+def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=False):
+    """Loop over planes and output pixels, calling ``pixel(b, ptrs, taps, out_index,
+    checked)``; ``shape`` is the input's (N, C, H, W) and the output's (OH, OW)."""
+    op = ctx.graph.op(nid)
+    dt = ctx.type(nid).dtype
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, *geometry(op)
+    fn, b = new_kernel(ctx, prefix, len(ptr_names), 5, ptr_names)
+    ptrs = [typed_ptr(b, a, dt) for a in fn.args[:len(ptr_names)]]
+    P, H, W, OH, OW = name_args(fn, ["P", "H", "W", "OH", "OW"])
+    plane_in, plane_out = b.mul(H, W), b.mul(OH, OW)
+    if zero_out:
+        fill(b, ptrs[0], i64(0), b.mul(P, plane_in), constant(dt, 0.0), dt)
+    # outputs whose first and last taps (hence all) are inside the input
+    rlo, _ = valid_range(b, OH, H, i64(-ph), sh)
+    rhi = smax(b, valid_range(b, OH, H, i64((kh - 1) * dh - ph), sh)[1], rlo)
+    clo, _ = valid_range(b, OW, W, i64(-pw), sw)
+    chi = smax(b, valid_range(b, OW, W, i64((kw - 1) * dw - pw), sw)[1], clo)
+    with for_range(b, P, name="p") as p:
+        base_in, base_out = b.mul(p, plane_in), b.mul(p, plane_out)
+        with for_range(b, OH, name="oh") as oh:
+            out_row = b.add(base_out, b.mul(oh, OW))
+
+            def run(lo, hi, checked):
+                with for_range(b, hi, name="ow", start=lo) as ow:
+                    taps = _taps(b, op, base_in, oh, ow, H, W, checked)
+                    pixel(b, ptrs, taps, b.add(out_row, ow), checked)
+            inside = b.and_(b.icmp_signed(">=", oh, rlo), b.icmp_signed("<", oh, rhi))
+            with b.if_else(inside) as (then, otherwise):
+                with then:
+                    run(i64(0), clo, True)
+                    run(clo, chi, False)
+                    run(chi, OW, True)
+                with otherwise:
+                    run(i64(0), OW, True)
+    b.ret_void()
+    n, c, h, w = shape[0]
+    args = [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids]
+    ctx.builder.call(fn, args + [ctx.dim(d) for d in (D.mul(n, c), h, w) + tuple(shape[1])])
+
+
+def _first_max(b, x, taps, dt, others=()):
+    """Scan the taps for the first maximum (a NaN wins); also carry, per tap, the values
+    in ``others`` (a list of per-tap value lists). Returns (max, [carried values])."""
+    best, carried = None, None
+    for k, t in enumerate(taps):
+        (v,) = _tap_loads(b, t, [(x, constant(dt, -np.inf))], dt)
+        vals = [o[k] for o in others]
+        if best is None:
+            best, carried = v, vals
+            continue
+        better = b.and_(b.fcmp_unordered(">", v, best), b.fcmp_ordered("==", best, best))
+        best = b.select(better, v, best)
+        carried = [b.select(better, new, old) for new, old in zip(vals, carried)]
+    return best, carried
+
+
+def _out_hw(ctx, nid):
+    return tuple(ctx.type(nid).shape[2:])
+
+
+# -- forward ------------------------------------------------------------------------------------
+@lowers(MaxPool2d)
+def lower_max_pool2d(ctx, nid):
+    """y = the maximum of each window; padding taps are -inf (NaN propagates, as np.max)."""
+    (x,) = ctx.inputs(nid)
+    dt = ctx.type(nid).dtype
+    check_output_fits(ctx, nid, *_out_hw(ctx, nid))
+
+    def pixel(b, ptrs, taps, at, checked):
+        y, xs = ptrs
+        m = None
+        for t in taps:
+            (v,) = _tap_loads(b, t, [(xs, constant(dt, -np.inf))], dt)
+            m = v if m is None else call_intrinsic(b, "llvm.maximum", [m, v])
+        store(b, m, y, at, dt)
+    _pool_kernel(ctx, nid, "k.max_pool2d", ["y", "x"], [x], pixel,
+                 (ctx.type(x).shape, _out_hw(ctx, nid)))
+
+
+@lowers(AvgPool2d)
+def lower_avg_pool2d(ctx, nid):
+    """y = the sum of each zero-padded window / (KH*KW)."""
+    (x,) = ctx.inputs(nid)
+    op = ctx.graph.op(nid)
+    dt = ctx.type(nid).dtype
+    check_output_fits(ctx, nid, *_out_hw(ctx, nid))
+    count = constant(dt, op.kernel_size[0] * op.kernel_size[1])
+
+    def pixel(b, ptrs, taps, at, checked):
+        y, xs = ptrs
+        s = None
+        for t in taps:
+            (v,) = _tap_loads(b, t, [(xs, constant(dt, 0.0))], dt)
+            s = v if s is None else b.fadd(s, v)
+        store(b, b.fdiv(s, count), y, at, dt)
+    _pool_kernel(ctx, nid, "k.avg_pool2d", ["y", "x"], [x], pixel,
+                 (ctx.type(x).shape, _out_hw(ctx, nid)))
+
+
+# -- gradients ----------------------------------------------------------------------------------
+@lowers(MaxPool2dSelect)
+def lower_max_pool2d_select(ctx, nid):
+    """out = h at the first maximum of each window of x (0 when that tap is padding)."""
+    x, h = ctx.inputs(nid)
+    dt = ctx.type(nid).dtype
+    check_output_fits(ctx, nid, *_out_hw(ctx, nid))
+
+    def pixel(b, ptrs, taps, at, checked):
+        out, xs, hs = ptrs
+        hv = [_tap_loads(b, t, [(hs, constant(dt, 0.0))], dt)[0] for t in taps]
+        _, (v,) = _first_max(b, xs, taps, dt, [hv])
+        store(b, v, out, at, dt)
+    _pool_kernel(ctx, nid, "k.max_pool2d_select", ["out", "x", "h"], [x, h], pixel,
+                 (ctx.type(x).shape, _out_hw(ctx, nid)))
+
+
+@lowers(MaxPool2dGrad)
+def lower_max_pool2d_grad(ctx, nid):
+    """gx[first maximum of each window] += g; taps in the padding drop their share.
+
+    When windows cannot overlap (stride at least the window span), every input pixel
+    has at most one writer, and interior windows store all their taps (g or 0), which
+    vectorizes; otherwise each window adds g at its maximum.
+    """
+    op = ctx.graph.op(nid)
+    x, g = ctx.inputs(nid)
+    dt = ctx.type(nid).dtype
+    (kh, kw), (sh, sw), _, (dh, dw) = op.kernel_size, *geometry(op)
+    disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
+    zero = constant(dt, 0.0)
+
+    def pixel(b, ptrs, taps, at, checked):
+        gx, xs, gs = ptrs
+        idx = [t.index for t in taps]
+        ok = [t.valid for t in taps] if checked else None
+        _, carried = _first_max(b, xs, taps, dt, [idx] + ([ok] if checked else []))
+        gv = load(b, gs, at, dt)
+        if disjoint and not checked:
+            for t in taps:
+                hit = b.icmp_signed("==", carried[0], t.index)
+                store(b, b.select(hit, gv, zero), gx, t.index, dt)
+            return
+        with b.if_then(carried[1]) if checked else nullcontext():
+            store(b, b.fadd(load(b, gx, carried[0], dt), gv), gx, carried[0], dt)
+    _pool_kernel(ctx, nid, "k.max_pool2d_grad", ["gx", "x", "g"], [x, g], pixel,
+                 (ctx.type(x).shape, tuple(ctx.type(g).shape[2:])), zero_out=True)
+
+
+@lowers(AvgPool2dGrad)
+def lower_avg_pool2d_grad(ctx, nid):
+    """gx = col2im(g / (KH*KW)): each tap's share goes to its input pixel (none to padding)."""
+    op = ctx.graph.op(nid)
+    (g,) = ctx.inputs(nid)
+    dt = ctx.type(nid).dtype
+    n, c, h, w = ctx.type(nid).shape
+    oh, ow = ctx.type(g).shape[2:]
+    kh, kw = op.kernel_size
+    fn, b = new_kernel(ctx, "k.avg_pool2d_grad", 2, 5, ["gx", "g"])
+    gx, gs = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
+    P, H, W, OH, OW = name_args(fn, ["P", "H", "W", "OH", "OW"])
+    fill(b, gx, i64(0), b.mul(P, b.mul(H, W)), constant(dt, 0.0), dt)
+    plane_out = b.mul(OH, OW)
+    emit_col2im(b, dt, geometry(op), gx, gs, P, (H, W), (i64(kh), i64(kw)), (OH, OW),
+                lambda p, ki, kj: b.mul(p, plane_out), divisor=constant(dt, kh * kw))
+    b.ret_void()
+    ctx.builder.call(fn, [ctx.buffer(nid), ctx.buffer(g)]
+                     + [ctx.dim(d) for d in (D.mul(n, c), h, w, oh, ow)])
