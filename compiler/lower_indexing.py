@@ -21,7 +21,6 @@ from .checks import Kernel, fail_with, where
 from .codegen import lowers
 from .irutil import I64, PTR, call_intrinsic, for_range, i64, load, store, typed_ptr
 from .lower_scalar import constant, convert
-from .memory import nbytes
 
 
 # -- views and strided copies ---------------------------------------------------------------
@@ -107,10 +106,11 @@ def strided_copy(ctx, counts, dst, src, name="k.copy"):
 
 
 def fill(ctx, buf, dtype, count, value) -> None:
-    """Every element of ``buf`` (``count`` of them) set to ``value`` of ``dtype``."""
+    """Every element of ``buf`` (``count`` of them) set to ``value`` cast to ``dtype``;
+    a value whose bytes are all zero (not -0.0) is a memset."""
     dt = np.dtype(dtype)
-    cell = np.zeros((), dt)
-    cell[()] = value          # numpy's assignment casting, as np.zeros + out[...] = value
+    with np.errstate(all="ignore"):
+        cell = np.asarray(value).astype(dt)     # unsafe casting, as numpy's assignment
     if type(count) is int and count == 0:
         return
     b = ctx.builder

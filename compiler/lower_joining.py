@@ -5,6 +5,8 @@ so the axes after the padded or joined one merge into one contiguous run per row
 """
 from __future__ import annotations
 
+import numpy as np
+
 from symgraph import dims as D
 from symgraph.ops import joining as J
 from .codegen import lowers
@@ -27,7 +29,12 @@ def lower_pad(ctx, nid):
     (x,) = ctx.inputs(nid)
     t, xt = ctx.type(nid), ctx.type(x)
     out = ctx.buffer(nid)
-    fill(ctx, out, t.dtype, D.product(t.shape), op.value)
+    try:
+        with np.errstate(all="ignore"):   # the value exactly as the reference casts it
+            value = np.pad(np.zeros(0, t.dtype), (0, 1), constant_values=op.value)[0]
+    except OverflowError as e:
+        raise OverflowError(f"{ctx.node_where(nid)}: {e}") from None
+    fill(ctx, out, t.dtype, D.product(t.shape), value)
     box = _box(t.shape, [before for before, _ in op.widths])
     strided_copy(ctx, xt.shape, (out, t.dtype, box), (ctx.buffer(x), xt.dtype, dense(xt.shape)),
                  name="k.pad")
