@@ -1,0 +1,73 @@
+"""Shared kernels of vecmath: exp and log cores used by several public functions."""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from . import vecmath_coeffs as C
+from .vecmath_ir import Fp
+
+# exp(x) for x outside [lo, hi] is 0 / inf after rounding; expm1 below lo is -1.
+EXP_RANGE = {"float32": (-104.0, 89.0), "float64": (-746.0, 710.0)}
+EXPM1_RANGE = {"float32": (-40.0, 89.0), "float64": (-80.0, 710.0)}
+
+
+def exp_reduce(m: Fp, x):
+    """n = rint(x / ln2) and r = x - n*ln2 (Cody-Waite with FMA, |r| <= ln2/2)."""
+    hi, lo = C.LN2[m.dtype.name]
+    n = m.rint(m.mul(x, m.c(C.LOG2E)))
+    r = m.fma(m.neg(n), m.c(hi), x)       # exact
+    return n, m.fma(m.neg(n), m.c(lo), r)
+
+
+def exp_kernel(m: Fp, x, x_lo=None):
+    """e^(x + x_lo) for x clamped to the exp range; scales in two steps so results
+    that underflow to subnormals are rounded once, and overflow gives inf."""
+    n, r = exp_reduce(m, x)
+    if x_lo is not None:
+        r = m.add(r, x_lo)
+    p = m.add(m.c(1), m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r))
+    ni = m.to_i32(n)
+    n1 = m.b.ashr(ni, ir.Constant(ni.type, 1))
+    return m.mul(m.mul(p, m.pow2(n1)), m.pow2(m.b.sub(ni, n1)))
+
+
+_SQRT_HALF_BITS = {"float32": 0x3F3504F3, "float64": 0x3FE6A09E667F3BCD}
+
+
+def log_split(m: Fp, x):
+    """(k, f) with x = 2^k * (1 + f), 1 + f in [sqrt(1/2), sqrt(2)), for finite x > 0
+    including subnormals (pre-scaled into the normal range). k is returned as float."""
+    b = m.b
+    scale = 25 if not m.wide else 54
+    sub = m.cmp("<", x, m.c(m.tiny))
+    xs = m.sel(sub, m.mul(x, m.c(2.0 ** scale)), x)
+    one_bits = m.bias << m.mant
+    sq = _SQRT_HALF_BITS[m.dtype.name]
+    ix = b.add(m.bits(xs), m.ci(one_bits - sq))    # moves the cut from 1 to sqrt(1/2)
+    k = b.sub(b.lshr(ix, m.ci(m.mant)), m.ci(m.bias))
+    k = b.sub(k, b.select(sub, m.ci(scale), m.ci(0)))
+    f = m.sub(m.from_bits(b.add(b.and_(ix, m.ci((1 << m.mant) - 1)), m.ci(sq))), m.c(1))
+    return m.to_float(k), f
+
+
+def log_kernel(m: Fp, k, f, corr):
+    """k*ln2 + log(1 + f) + corr, with log(1+f) = f - f^2/2 + s*(f^2/2 + R(s^2)),
+    s = f/(2+f); corr is a small correction term (log1p's rounding error of 1 + x)."""
+    hi, lo = C.LN2[m.dtype.name]
+    s = m.div(f, m.add(m.c(2), f))
+    z = m.mul(s, s)
+    rz = m.mul(z, m.poly(z, C.LOG[m.dtype.name]))
+    hfsq = m.mul(m.mul(m.c(0.5), f), f)
+    t = m.fma(s, m.add(hfsq, rz), m.fma(k, m.c(lo), corr))
+    t = m.add(m.sub(t, hfsq), f)
+    return m.fma(k, m.c(hi), t)
+
+
+def log1p_finite(m: Fp, x):
+    """log1p for finite x > -1: log(u) + c/u where u = fl(1 + x), c = 1 + x - u exactly."""
+    u = m.add(m.c(1), x)
+    c_small = m.sub(x, m.sub(u, m.c(1)))          # Fast2Sum error, |x| <= 1
+    c_big = m.sub(m.c(1), m.sub(u, x))            # Fast2Sum error, |x| > 1
+    c = m.sel(m.cmp(">", m.abs(x), m.c(1)), c_big, c_small)
+    k, f = log_split(m, u)
+    return log_kernel(m, k, f, m.div(c, u))

@@ -1,0 +1,88 @@
+"""sin and cos: reduction by pi/2 (Cody-Waite, three-part constant, FMA) to
+|r| <= pi/4, then minimax polynomials for sin r and cos r picked by quadrant.
+
+float64 keeps the reduced argument as a double-double (r + r_lo). float32 reduces in
+float64, where the three-part reduction is far more accurate than float32 needs. The
+reduction is exact while k = rint(x * 2/pi) is computed exactly enough, i.e. for
+|x| < 2^45 (both dtypes); beyond that the result is still finite and in [-1, 1] but
+no longer accurate (no Payne-Hanek table reduction).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from . import vecmath_coeffs as C
+from .vecmath_ir import Fp
+
+_R_MAX = 0.8   # the reduced argument is clamped here: a no-op below 2^45
+
+
+def sin(b, x, dt):
+    return _sincos(b, x, dt, 0)
+
+
+def cos(b, x, dt):
+    return _sincos(b, x, dt, 1)
+
+
+def _sincos(b, x, dt, shift):
+    m = Fp(b, dt)
+    finite = m.isfinite(x)
+    xs = m.sel(finite, x, m.c(0))
+    k, rh, rl = (_reduce_f64 if m.wide else _reduce_f32)(m, xs)
+    rh = m.clamp(rh, -_R_MAX, _R_MAX)
+    sin_r, cos_r = _kernels(m, rh, rl)
+    # quadrant = k mod 4 (exact in float for any k), plus 1 for cos
+    d = Fp(b, np.float64)
+    kq = d.fma(d.c(-4), d.floor(d.mul(k, d.c(0.25))), k)
+    q = b.add(d.to_i32(kq), ir.Constant(ir.IntType(32), shift))
+    odd = b.trunc(q, ir.IntType(1))
+    neg = b.trunc(b.lshr(q, ir.Constant(q.type, 1)), ir.IntType(1))
+    v = m.sel(odd, cos_r, sin_r)
+    v = m.clamp(m.sel(neg, m.neg(v), v), -1.0, 1.0)
+    if shift == 0:
+        v = m.sel(m.cmp("==", x, m.c(0)), x, v)        # sin(-0) = -0
+    return m.sel(finite, v, m.c(np.nan))
+
+
+def _reduce_f64(m: Fp, x):
+    """k, and r + r_lo = x - k*pi/2 as a double-double."""
+    p1, p2, p3 = (m.c(p) for p in C.PIO2)
+    k = m.rint(m.mul(x, m.c(C.TWO_OVER_PI)))
+    nk = m.neg(k)
+    r1 = m.fma(nk, p1, x)                                # exact for |k| < 2^52
+    p, pe = m.two_prod(k, p2)
+    s, se = m.two_sum(r1, m.neg(p))
+    lo = m.fma(nk, p3, m.sub(se, pe))
+    rh, rl = m.fast_two_sum(s, lo)
+    return k, rh, rl
+
+
+def _reduce_f32(m: Fp, x):
+    """k (double) and r = x - k*pi/2 computed in float64, rounded to float32."""
+    b = m.b
+    d = Fp(b, np.float64)
+    xd = b.fpext(x, d.ty)
+    k = d.rint(d.mul(xd, d.c(C.TWO_OVER_PI)))
+    nk = d.neg(k)
+    r = xd
+    for part in C.PIO2:
+        r = d.fma(nk, d.c(part), r)
+    return k, b.fptrunc(r, m.ty), None
+
+
+def _kernels(m: Fp, rh, rl):
+    """(sin, cos) of rh + rl for |rh| <= pi/4 (rl = None: no low part)."""
+    name = m.dtype.name
+    z = m.mul(rh, rh)
+    s_tail = m.mul(m.mul(rh, z), m.poly(z, C.SIN[name]))
+    c_tail = m.mul(m.mul(z, z), m.poly(z, C.COS[name]))
+    if rl is not None:   # sin(rh + rl) ~ sin rh + rl;  cos(rh + rl) ~ cos rh - rh*rl
+        s_tail = m.add(s_tail, rl)
+        c_tail = m.fma(m.neg(rh), rl, c_tail)
+    sin_r = m.add(rh, s_tail)
+    hz = m.mul(m.c(0.5), z)
+    w = m.sub(m.c(1), hz)                               # 1 - z/2, with its rounding error
+    cos_r = m.add(w, m.add(m.sub(m.sub(m.c(1), w), hz), c_tail))
+    return sin_r, cos_r
