@@ -30,37 +30,48 @@ class ReferenceExecutor:
         for nid, step in self.last_use.items():
             if nid not in keep:
                 self.free_after.setdefault(step, []).append(nid)
+        # what each step needs, looked up once rather than on every call
+        self.steps = []
+        for nid in self.order:
+            node = g.node(nid)
+            op = node["op"]
+            self.steps.append((nid, op, node, op.is_symbolic, node["type"].is_static))
 
     def run(self, arrays, env, *, observe=None):
         """Values of all outputs and update values; ``observe(nid, value)`` sees every node."""
-        g = self.program.graph
         values = {}
-        for step, nid in enumerate(self.order):
-            node = g.node(nid)
-            op = node["op"]
-            if isinstance(op, Placeholder):
-                value = arrays[self.input_pos[nid]]
-            elif isinstance(op, Shared):
-                value = op.storage.value
-            else:
-                if op.is_symbolic:
-                    op = op.bind(env)
-                args = [values[i] for i in node["inputs"]]
-                try:
-                    with np.errstate(all="ignore"):
-                        value = op.reference(*args)
-                except SymgraphError:
-                    raise
-                except (IndexError, ValueError) as e:
-                    raise type(e)(f"{op.name} (node %{nid}, created at "
-                                  f"{format_source(node['source'])}) failed: {e}") from None
-                value = _conform(value, node["type"], env, nid, op, node)
-            values[nid] = value
-            if observe is not None:
-                observe(nid, value)
-            for dead in self.free_after.get(step, ()):
-                values.pop(dead, None)
+        free_after = self.free_after
+        with np.errstate(all="ignore"):
+            for step, (nid, op, node, symbolic, static) in enumerate(self.steps):
+                if isinstance(op, Placeholder):
+                    value = arrays[self.input_pos[nid]]
+                elif isinstance(op, Shared):
+                    value = op.storage.value
+                else:
+                    value = self._apply(op.bind(env) if symbolic else op, node, values, env,
+                                        nid, static)
+                values[nid] = value
+                if observe is not None:
+                    observe(nid, value)
+                for dead in free_after.get(step, ()):
+                    values.pop(dead, None)
         return values
+
+    @staticmethod
+    def _apply(op, node, values, env, nid, static):
+        args = [values[i] for i in node["inputs"]]
+        try:
+            value = op.reference(*args)
+        except SymgraphError:
+            raise
+        except (IndexError, ValueError) as e:
+            raise type(e)(f"{op.name} (node %{nid}, created at "
+                          f"{format_source(node['source'])}) failed: {e}") from None
+        type_ = node["type"]
+        if (static and type(value) is np.ndarray and value.dtype == type_.dtype
+                and value.shape == type_.shape):
+            return value  # the common case, checked without evaluating dims
+        return _conform(value, type_, env, nid, op, node)
 
 
 def _conform(value, type_, env, nid, op, node):
