@@ -58,6 +58,10 @@ def program_key(program):
     g = program.graph
     order = program.order()
     pos = {nid: k for k, nid in enumerate(order)}
+    for nid in program.inputs:  # an input nothing depends on is still an argument
+        if nid not in pos:
+            pos[nid] = len(pos)
+            order.append(nid)
     h = hashlib.blake2b(digest_size=20)
     h.update(_versions().encode())
     h.update(target.cpu_fingerprint().encode())

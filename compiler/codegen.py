@@ -78,7 +78,8 @@ class LowerContext:
         self._names = itertools.count()
         self._scratch = None
         self._ptr_cache: dict = {}
-        self.blas_symbols: set = set()
+        self.blas_symbols: set = set()   # external symbols (BLAS, libgomp) by name
+        self.kernel_cache: dict = {}     # identical kernels are emitted once
         self.exit_block = None
         self._in_prologue = False
 

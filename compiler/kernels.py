@@ -50,15 +50,19 @@ def plan_loops(space, in_shapes, reduce_axes=()):
 
 
 def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan) -> ir.Function:
-    """``void name(ptr out, ptr in0.., i64 extent0..)``: pointers are noalias."""
+    """``void name(ptr out, ptr in0.., i64 lo, i64 hi, i64 extent0..)``: pointers are
+    noalias; the outermost loop runs over [lo, hi), so threads can split it (when that
+    axis is not reduced: then each thread owns its rows of the output)."""
     n_in = len(in_dtypes)
-    fnty = ir.FunctionType(VOID, [PTR] * (1 + n_in) + [I64] * len(plan.extents))
+    fnty = ir.FunctionType(VOID, [PTR] * (1 + n_in) + [I64] * (2 + len(plan.extents)))
     fn = ir.Function(module, fnty, name=name)
     fn.linkage = "internal"
     for k in range(1 + n_in):
         fn.args[k].add_attribute("noalias")
         fn.args[k].name = "out" if k == 0 else f"in{k - 1}"
-    extents = list(fn.args[1 + n_in:])
+    lo, hi = fn.args[1 + n_in], fn.args[2 + n_in]
+    lo.name, hi.name = "lo", "hi"
+    extents = list(fn.args[3 + n_in:])
     for j, e in enumerate(extents):
         e.name = f"n{j}"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -78,7 +82,7 @@ def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan) -> 
         strides.append(list(reversed(s)))
 
     if fused.reduce is not None:
-        _emit_init(b, fused.reduce, out, out_dtype, extents, plan.patterns[-1])
+        _emit_init(b, fused.reduce, out, out_dtype, extents, plan.patterns[-1], lo, hi)
 
     def body(offsets):
         vals = [load(b, ins[k], offsets[k], dt, name=f"x{k}") for k, dt in enumerate(in_dtypes)]
@@ -93,7 +97,10 @@ def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan) -> 
             acc = load(b, out, offsets[-1], out_dtype)
             store(b, _combine(b, fused.reduce, acc, v, out_dtype), out, offsets[-1], out_dtype)
 
-    _nest(b, extents, strides, body, [i64(0)] * len(strides), 0)
+    if extents:
+        _nest(b, extents, strides, body, [i64(0)] * len(strides), 0, (lo, hi))
+    else:
+        body([i64(0)] * len(strides))
     b.ret_void()
     return fn
 
@@ -102,11 +109,12 @@ def _is_one(v) -> bool:
     return isinstance(v, ir.Constant) and v.constant == 1
 
 
-def _nest(b, extents, strides, body, offsets, level):
+def _nest(b, extents, strides, body, offsets, level, bounds=None):
     if level == len(extents):
         body(offsets)
         return
-    with for_range(b, extents[level], name=f"l{level}") as i:
+    start, stop = bounds if bounds else (None, extents[level])
+    with for_range(b, stop, name=f"l{level}", start=start) as i:
         nxt = [o if _is_zero(s[level]) else b.add(o, b.mul(i, s[level]) if not _is_one(s[level]) else i)
                for o, s in zip(offsets, strides)]
         _nest(b, extents, strides, body, nxt, level + 1)
@@ -116,13 +124,19 @@ def _is_zero(v) -> bool:
     return isinstance(v, ir.Constant) and v.constant == 0
 
 
-def _emit_init(b, kind, out, dt, extents, pattern):
-    n = i64(1)
-    for e, dense in zip(extents, pattern):
+def _emit_init(b, kind, out, dt, extents, pattern, lo, hi):
+    """Fill this call's part of the output with the reduction's identity: the rows
+    [lo, hi) of the outermost axis when the output is dense along it, else all of it."""
+    inner = i64(1)
+    for e, dense in zip(extents[1:], pattern[1:]):
         if dense:
-            n = b.mul(n, e)
+            inner = b.mul(inner, e)
+    if extents and pattern[0]:
+        start, stop = b.mul(lo, inner), b.mul(hi, inner)
+    else:
+        start, stop = i64(0), inner
     init = identity(kind, dt)
-    with for_range(b, n, name="init") as i:
+    with for_range(b, stop, name="init", start=start) as i:
         store(b, init, out, i, dt)
 
 

@@ -21,6 +21,7 @@ from .irutil import (call_intrinsic, I1, I64, PTR, VOID, for_range, i64, load, s
 from .kernels import plan_loops, emit_kernel, identity, _combine
 from .lower_scalar import constant, convert
 from . import vecmath
+from .parallel import call_kernel
 
 VIEW_OPS.add(S.Reshape)
 
@@ -54,9 +55,18 @@ def _lower_fused(ctx, nid, fused, in_ids):
         elif type(count) is not int:
             ctx.fail_if(ctx.builder.icmp_signed("==", ctx.dim(count), i64(0)),
                         f"{ctx.node_where(nid)}: {fused.reduce} of an empty axis")
-    fn = emit_kernel(ctx.module, ctx.name(f"k.{fused.name}"), fused,
-                     [t.dtype for t in in_types], out_type.dtype, plan)
-    _call(ctx, fn, [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids], plan.extents)
+    in_dtypes = tuple(t.dtype for t in in_types)
+    # the code depends on the body and the broadcast patterns, not on the sizes
+    key = (fused.body, fused.dtypes, fused.reduce, in_dtypes, out_type.dtype,
+           tuple(tuple(p) for p in plan.patterns))
+    fn = ctx.kernel_cache.get(key)
+    if fn is None:
+        fn = emit_kernel(ctx.module, ctx.name(f"k.{fused.name}"), fused, in_dtypes,
+                         out_type.dtype, plan)
+        ctx.kernel_cache[key] = fn
+    splittable = bool(plan.extents) and plan.patterns[-1][0]
+    call_kernel(ctx, fn, [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids], plan.extents,
+                splittable=splittable)
 
 
 @lowers(Fused)

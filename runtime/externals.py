@@ -6,6 +6,7 @@ optimized OpenBLAS with a stable CBLAS interface and a documented way to find it
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import functools
 import os
 
@@ -18,11 +19,21 @@ def openblas() -> ctypes.CDLL:
     return ctypes.CDLL(path)
 
 
+@functools.lru_cache(maxsize=None)
+def libgomp():
+    """GCC's OpenMP runtime, used by generated code to run loops on all cores."""
+    path = ctypes.util.find_library("gomp")
+    if path is None:
+        raise RuntimeError("generated code needs libgomp (GCC's OpenMP runtime), which is "
+                           "not installed; install it (Debian: libgomp1)")
+    return ctypes.CDLL(path)
+
+
 def addresses(names) -> dict:
     out = {}
     for name in names:
-        fn = getattr(openblas(), name)
-        out[name] = ctypes.cast(fn, ctypes.c_void_p).value
+        lib = libgomp() if name.startswith(("GOMP_", "omp_")) else openblas()
+        out[name] = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
     return out
 
 
