@@ -251,3 +251,24 @@ def test_random_slice_keys_native_matches_reference(key_shapes, symbolic):
         assert got_err == want_err, (key, shape)
         if want is not None:
             _assert_same(got, want)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(0, 3)),
+                min_size=1, max_size=3),
+       st.sampled_from([("float32", -0.0), ("float64", 2.5), ("int32", -7), ("bool", 1),
+                        ("int64", 0)]),
+       st.booleans())
+def test_random_pads_native_matches_reference(axes, dtype_value, symbolic):
+    """Each axis is (size, before, after); the slabs around the box tile the padding."""
+    dtype, value = dtype_value
+    shape = tuple(n for n, _, _ in axes)
+    widths = tuple((b, a) for _, b, a in axes)
+    with sg.Graph():
+        x = sg.placeholder(shape=(None,) * len(shape) if symbolic else shape, dtype=dtype)
+        ref, nat = _both([x], [sg.pad(x, widths, constant_values=value)])
+    a = (RNG.standard_normal(shape) * 5).astype(dtype)
+    got, want = nat(a), ref(a)
+    _assert_same(got, want)
+    if dtype.startswith("float"):
+        np.testing.assert_array_equal(np.signbit(got[0]), np.signbit(want[0]))
