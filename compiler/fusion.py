@@ -178,14 +178,11 @@ def fuse_elementwise(rw):
                    reduce=REDUCERS[type(red)] if red is not None else None,
                    axes=red.axes if red is not None else (),
                    keepdims=red.keepdims if red is not None else False)
-        rw._source = rw.g.node(grp.root)["source"]
-        rw._created = []
+        rw._site = grp.root
         try:
             f = rw.make(op, *inputs)
         except SymgraphError:
             continue                # e.g. two symbolic dims that must agree: leave unfused
-        finally:
-            rw._source = None
         rw.replace(grp.root, f, "fuse_elementwise")
         made += 1
     return made

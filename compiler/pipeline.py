@@ -113,11 +113,11 @@ def optimize(program, rewrites=None):
                 count = rules[name].fn(rw)
                 if count:
                     report.fired[name] += count
-        rw.sweep()
         report.phases.append(_stats(phase, before, len(work.graph), t0))
         if opts.verify:
             from .verify import verify
             verify(work, f"after phase {phase}")
+    rw.sweep()  # dead nodes go as they die; this only catches what nothing ever read
     from .fusion import kernel_counts
     report.kernels = kernel_counts(work)
     return work, report

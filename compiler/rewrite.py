@@ -58,8 +58,10 @@ class GraphPass:
     doc: str
 
 
-def _first_line(fn) -> str:
-    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else fn.__name__
+def _summary(fn) -> str:
+    """The docstring's first paragraph on one line (it starts with the rewrite)."""
+    text = (fn.__doc__ or "").strip()
+    return " ".join(text.split("\n\n")[0].split()) if text else fn.__name__
 
 
 def rewrite(group: str, *ops):
@@ -70,12 +72,12 @@ def rewrite(group: str, *ops):
     ...     '''x * 1 -> x'''
     """
     def deco(fn):
-        return Rule(fn.__name__, group, tuple(ops) or None, fn, _first_line(fn))
+        return Rule(fn.__name__, group, tuple(ops) or None, fn, _summary(fn))
     return deco
 
 
 def graph_pass(fn) -> GraphPass:
-    return GraphPass(fn.__name__, fn, _first_line(fn))
+    return GraphPass(fn.__name__, fn, _summary(fn))
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -152,11 +154,13 @@ class Rewriter:
         self.table: dict = {}           # hash-consing key -> node id
         self.key_of: dict = {}
         self._uniform: dict = {}
-        self._source = None             # source line given to nodes a rule creates
+        self._site = None               # the node being rewritten: new nodes get its source
         self._created: list = []
         self._queue: deque = deque()
         self._queued: set = set()
-        self.roots: Counter = Counter(program.roots)
+        self.roots: dict = {}
+        for n in program.roots:
+            self.roots[n] = self.roots.get(n, 0) + 1
 
     # -- reading -------------------------------------------------------------------------
     def op(self, n):
@@ -178,7 +182,7 @@ class Rewriter:
         return self.g.nx._succ[n]
 
     def is_root(self, n) -> bool:
-        return self.roots[n] > 0
+        return n in self.roots
 
     def isa(self, n, *classes) -> bool:
         return isinstance(self.g.nx._node[n]["op"], classes)
@@ -216,7 +220,7 @@ class Rewriter:
         if hit is not None and hit in self.g:
             return hit
         req = tuple(p for p in op.requires(*types) if p[0] != p[1])
-        nid = self.g.add_node(op, ins, t, name=name, source=self._source, requires=req)
+        nid = self.g.add_node(op, ins, t, name=name, source=self._site_source(), requires=req)
         if key is not None:
             self.table[key] = nid
             self.key_of[nid] = key
@@ -232,7 +236,7 @@ class Rewriter:
         hit = self.table.get(key) if self.merge else None
         if hit is not None and hit in self.g:
             return hit
-        nid = self.g.add_node(op, (), t, source=self._source)
+        nid = self.g.add_node(op, (), t, source=self._site_source())
         self.table[key] = nid
         self.key_of[nid] = key
         self._created.append(nid)
@@ -253,6 +257,10 @@ class Rewriter:
         if self.shape(x) != want.shape:
             x = self.make(BroadcastTo(shape=want.shape), x)
         return x
+
+    def _site_source(self):
+        site = self.g.nx._node.get(self._site)
+        return site["source"] if site is not None else None
 
     @staticmethod
     def _key_for(op, ins, t):
@@ -280,19 +288,16 @@ class Rewriter:
         self._add_requires(r, node.get("requires", ()))
         for c in list(self.consumers(n)):
             self._rewire(c, n, r)
-        if self.roots[n]:
+        if n in self.roots:
             p = self.program
             p.outputs = [r if o == n else o for o in p.outputs]
             p.updates = [(s, r if v == n else v) for s, v in p.updates]
-            self.roots[r] += self.roots.pop(n)
+            self.roots[r] = self.roots.get(r, 0) + self.roots.pop(n)
         self._kill(n, into=r)
         self.push(r)
 
     def _rewire(self, c, old, new) -> None:
-        node = self.g.node(c)
-        ins = node["inputs"] = tuple(new if i == old else i for i in node["inputs"])
-        self.g.nx.remove_edge(old, c)
-        self.g.nx.add_edge(new, c, positions=tuple(k for k, i in enumerate(ins) if i == new))
+        self.g.set_inputs(c, tuple(new if i == old else i for i in self.ins(c)))
         key = self.key_of.pop(c, None)
         if key is not None and self.table.get(key) == c:
             del self.table[key]
@@ -315,7 +320,7 @@ class Rewriter:
         stack = [n]
         while stack:
             m = stack.pop()
-            if (m not in self.g or self.g.nx._succ[m] or self.roots[m]
+            if (m not in self.g or self.g.nx._succ[m] or m in self.roots
                     or isinstance(self.op(m), (Placeholder, Shared))):
                 continue
             node = self.g.node(m)
@@ -358,7 +363,7 @@ class Rewriter:
             if self._visit_merge(n):
                 fired += 1
                 continue
-            if not self.consumers(n) and not self.roots[n]:
+            if not self.consumers(n) and n not in self.roots:
                 self._kill(n, None)
                 continue
             for rule in lookup(type(self.op(n))):
@@ -375,18 +380,18 @@ class Rewriter:
         return fired
 
     def _try(self, rule, n):
-        self._source = self.g.node(n)["source"]
-        self._created = []
+        self._site = n
+        created = self._created
+        if created:
+            created.clear()
         try:
             r = rule.fn(self, n)
         except SymgraphError:
             if self.options.verify:
                 raise
             r = None
-        finally:
-            self._source = None
         if r is None or r == n:
-            for m in reversed(self._created):  # nodes built for nothing
+            for m in reversed(created):  # nodes built for nothing
                 self._kill(m, None)
             return None
         return r
