@@ -60,7 +60,7 @@ class Signature:
     @staticmethod
     def _check_one(k, spec, value, env, origin):
         label = f"argument {k} ({spec.name})"
-        arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+        arr = value if isinstance(value, np.ndarray) else _as_array(label, value)
         if arr.dtype != spec.dtype:
             if arr.dtype.kind not in "biuf":
                 raise InputError(f"{label}: expected {spec.dtype} data, got {arr.dtype}")
@@ -87,6 +87,18 @@ class Signature:
         if not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr)
         return arr
+
+
+def _as_array(label, value):
+    """An argument as an array; what numpy cannot convert is an InputError naming it."""
+    from symgraph.tensor import Tensor
+    if isinstance(value, Tensor):
+        raise InputError(f"{label}: got the symbolic tensor {value!r}; a compiled function "
+                         "takes arrays (numbers), not tensors")
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{label}: cannot be converted to an array ({e})") from None
 
 
 def signature_of(program) -> Signature:

@@ -13,7 +13,7 @@ RNG = np.random.default_rng(7)
 
 
 def run(outputs, inputs, *arrays):
-    return sg.function(list(inputs), outputs)(*arrays)
+    return sg.function(list(inputs), outputs, mode="reference")(*arrays)
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -165,8 +165,8 @@ def test_hessian_vector_product_matches_finite_differences():
         f = sg.sum(sg.tanh(m @ x) ** 2) + sg.sum(sg.exp(x) * x)
         gx = sg.grad(f, x)
         hv = sg.grad(sg.sum(gx * v), x)
-        grad_fn = sg.function([x], gx)
-        hv_fn = sg.function([x, v], hv)
+        grad_fn = sg.function([x], gx, mode="reference")
+        hv_fn = sg.function([x, v], hv, mode="reference")
     eps = 1e-5
     want = (grad_fn(xv + eps * vv) - grad_fn(xv - eps * vv)) / (2 * eps)
     np.testing.assert_allclose(hv_fn(xv, vv), want, rtol=1e-6, atol=1e-8)
@@ -212,7 +212,7 @@ def test_vjp_with_a_symbolic_cotangent_shape_is_checked_at_call_time():
     with sg.Graph():
         x = sg.placeholder(shape=("N",), dtype="float64", name="x")
         v = sg.placeholder(shape=("M",), dtype="float64", name="v")
-        f = sg.function([x, v], sg.vjp(x * 2.0, x, v))
+        f = sg.function([x, v], sg.vjp(x * 2.0, x, v), mode="reference")
     np.testing.assert_allclose(f(np.ones(3), np.arange(3.0)), [0.0, 2.0, 4.0])
     with pytest.raises(sg.InputError, match="N = 3 but M = 2|M = 2 but N = 3"):
         f(np.ones(3), np.ones(2))

@@ -67,7 +67,7 @@ def test_debugprint_of_a_function_shows_outputs_and_updates():
     g, x, w, h, y = build()
     with g:
         (gw,) = sg.grad(y, [w])
-        f = sg.function([x], y, updates=[(w, w - 0.1 * gw)])
+        f = sg.function([x], y, updates=[(w, w - 0.1 * gw)], mode="reference")
     optimized = sg.debugprint(f, file=io.StringIO())
     built = sg.debugprint(f, file=io.StringIO(), optimized=False)
     for text in (optimized, built):
@@ -76,7 +76,7 @@ def test_debugprint_of_a_function_shows_outputs_and_updates():
         assert "x:float32[N, 3] = placeholder" in text and "w:float32[3] = shared" in text
     assert "= tanh" in built and "%{}:float32[] = sum".format(y.id) in built
     assert built == f.describe(optimized=False)
-    f_plain = sg.function([x], y, rewrites=False)
+    f_plain = sg.function([x], y, rewrites=False, mode="reference")
     assert sg.debugprint(f_plain, file=io.StringIO()) == sg.debugprint(
         f_plain, file=io.StringIO(), optimized=False)
 
