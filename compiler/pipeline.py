@@ -124,5 +124,5 @@ def optimize(program, rewrites=None):
 
 
 def _stats(name, before, after, t0):
-    from .rewrite import PhaseStats
+    from .report import PhaseStats
     return PhaseStats(name, before, after, time.perf_counter() - t0)

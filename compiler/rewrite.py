@@ -11,8 +11,7 @@ near-linear in the size of the graph (no whole-graph rescans per firing).
 """
 from __future__ import annotations
 
-import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -24,6 +23,8 @@ from symgraph.ops.leaves import Constant, ConstValue, Placeholder, Shared
 from symgraph.ops.shape import BroadcastTo, Reshape, Transpose
 from symgraph.printing import format_node
 from symgraph.types import TensorType
+
+from .report import PhaseStats, RewriteReport  # noqa: F401  (re-exported)
 
 MERGE = "merge_common_subexpressions"
 _VIEWS = (BroadcastTo, Reshape, Transpose)
@@ -78,53 +79,6 @@ def rewrite(group: str, *ops):
 
 def graph_pass(fn) -> GraphPass:
     return GraphPass(fn.__name__, fn, _summary(fn))
-
-
-# -- the report ----------------------------------------------------------------------------
-@dataclass
-class PhaseStats:
-    name: str
-    nodes_before: int
-    nodes_after: int
-    seconds: float
-
-
-class RewriteReport:
-    """What a rewrite run did: nodes before/after each phase and how often each rule fired."""
-
-    def __init__(self):
-        self.phases: list = []
-        self.fired: Counter = Counter()
-        self.kernels: dict = {}
-        self.excluded: tuple = ()
-
-    @property
-    def nodes_before(self) -> int:
-        return self.phases[0].nodes_before if self.phases else 0
-
-    @property
-    def nodes_after(self) -> int:
-        return self.phases[-1].nodes_after if self.phases else 0
-
-    @property
-    def seconds(self) -> float:
-        return sum(p.seconds for p in self.phases)
-
-    def __str__(self) -> str:
-        lines = [f"rewrites: {self.nodes_before} -> {self.nodes_after} nodes "
-                 f"in {self.seconds * 1e3:.1f} ms"]
-        for p in self.phases:
-            lines.append(f"  {p.name:<12} {p.nodes_before:>6} -> {p.nodes_after:<6} "
-                         f"{p.seconds * 1e3:8.1f} ms")
-        if self.kernels:
-            lines.append("  kernels: " + ", ".join(f"{k}={v}" for k, v in self.kernels.items()))
-        for name, count in sorted(self.fired.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"  {count:>6}  {name}")
-        if self.excluded:
-            lines.append("  excluded: " + ", ".join(self.excluded))
-        return "\n".join(lines)
-
-    __repr__ = __str__
 
 
 # -- the driver ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Differential fuzzing: random graphs of the front end's ops (random shapes with
+"""Differential fuzzing: random graphs of the front end's ops (elementwise, reductions,
+softmax, shape ops, matmul, slicing, concatenation; random shapes with
 broadcasting, float32 and float64, with and without gradients) give the same values
 rewritten (and fused) as not, under the reference executor.
 
@@ -59,6 +60,15 @@ def _reduce(kind, x, axis, keep):
 
 
 def _reshape(kind, x, k):
+    if kind == "mm":  # x @ x^T (a transpose the rewrites turn into a GEMM flag) or x . x
+        if x.ndim >= 2:
+            axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+            return sg.matmul(x, sg.transpose(x, axes)) * 0.1
+        return sg.dot(x, x) * 0.1 if x.ndim == 1 else x
+    if kind == "slice":
+        return x[..., :1] * 2.0 if x.ndim else x
+    if kind == "concat":
+        return sg.concatenate([x, -x], axis=0) if x.ndim else x
     if kind == "T":
         return sg.transpose(sg.transpose(x)) if k % 2 else sg.transpose(x)
     if kind == "flat":
@@ -90,7 +100,8 @@ def programs(draw):
             steps.append(("r", draw(st.sampled_from(["sum", "max", "mean", "lse", "logsoftmax",
                                                      "softmax"])), a, b, draw(st.booleans())))
         else:
-            steps.append(("s", draw(st.sampled_from(["T", "flat", "bsum"])), a, b))
+            steps.append(("s", draw(st.sampled_from(["T", "flat", "bsum", "mm", "slice",
+                                                     "concat"])), a, b))
     grad = draw(st.booleans())
     seed = draw(st.integers(0, 2**31))
     return dtype, shapes, steps, grad, seed
