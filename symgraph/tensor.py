@@ -9,6 +9,7 @@ class Tensor:
 
     __slots__ = ("graph", "id", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
+    __array_ufunc__ = None     # ... and refuses np.exp(t): sg.exp(t) is the symbolic one
     __hash__ = object.__hash__  # one handle per node (Graph.tensor), so identity is node identity
 
     def __init__(self, graph, nid: int):
@@ -57,6 +58,14 @@ class Tensor:
         if type(d) is int:
             return d
         raise TypeError("len() of a Tensor needs a static first dim; use .shape[0]")
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a symbolic Tensor has no value until the graph runs; use sg.* "
+                        "functions on it, and call a compiled function to get arrays")
+
+    def __array_function__(self, func, types, args, kwargs):
+        raise TypeError(f"numpy.{func.__name__} does not take symbolic Tensors; use the "
+                        f"symgraph function (e.g. sg.{func.__name__}) instead")
 
     def __iter__(self):
         raise TypeError("a symbolic Tensor is not iterable; index it explicitly")

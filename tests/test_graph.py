@@ -183,6 +183,19 @@ def test_unary_operators_and_comparisons():
         np.testing.assert_array_equal(g, w)
 
 
+def test_numpy_functions_refuse_tensors_clearly_but_numpy_operators_defer():
+    with sg.Graph():
+        x = sg.placeholder(shape=(3,), name="x")
+        assert isinstance(np.ones(3) * x, sg.Tensor)
+        assert isinstance(np.float64(2.0) - x, sg.Tensor)
+        with pytest.raises(TypeError, match="ufunc"):
+            np.exp(x)
+        with pytest.raises(TypeError, match="numpy.sum .*sg.sum"):
+            np.sum(x)
+        with pytest.raises(TypeError, match="no value until the graph runs"):
+            np.asarray(x)
+
+
 def test_python_equality_gives_a_tensor_not_a_bool():
     with sg.Graph():
         x = sg.placeholder(shape=(2,), name="x")
