@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DTypeError
+from ..errors import DTypeError, ShapeError
 from ..op import Op
 from ..types import TensorType, is_float
 
@@ -23,7 +23,7 @@ class Softmax(Op):
         if not is_float(x.dtype):
             raise DTypeError(f"{self.name}: expected a float tensor, got {x.dtype}")
         if not 0 <= self.axis < x.ndim:
-            raise ValueError(f"{self.name}: axis {self.axis} out of range for rank {x.ndim}")
+            raise ShapeError(f"{self.name}: axis {self.axis} out of range for rank {x.ndim}")
         return TensorType(x.dtype, x.shape)
 
     def reference(self, x):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dims as D
-from ..errors import DTypeError
+from ..errors import DTypeError, ShapeError
 from ..op import Op, apply
 from ..types import TensorType, normalize_axes, is_float
 
@@ -30,7 +30,7 @@ class Reduce(Op):
     def infer(self, x):
         for a in self.axes:
             if not 0 <= a < x.ndim:
-                raise ValueError(f"{self.name}: axis {a} out of range for rank {x.ndim}")
+                raise ShapeError(f"{self.name}: axis {a} out of range for rank {x.ndim}")
         return TensorType(self.out_dtype(x.dtype), reduced_shape(x.shape, self.axes, self.keepdims))
 
     def out_dtype(self, dt):
@@ -169,7 +169,7 @@ def _arg(cls, x, axis, keepdims):
     if axis is not None:
         axis = normalize_axes(cls.__name__.lower(), axis, x.ndim)
         if len(axis) != 1:
-            raise ValueError(f"{cls.__name__.lower()}: axis must be one int or None")
+            raise ShapeError(f"{cls.__name__.lower()}: axis must be one int or None")
         axis = axis[0]
     return apply(cls(axis=axis, keepdims=bool(keepdims)), x)
 
