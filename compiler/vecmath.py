@@ -29,8 +29,8 @@ import numpy as np
 from llvmlite import ir
 
 from . import vecmath_coeffs as C
-from .vecmath_core import (EXP_RANGE, EXPM1_RANGE, exp_kernel, exp_reduce, log1p_finite,
-                           log_kernel, log_split)
+from .vecmath_core import (EXP_RANGE, EXPM1_RANGE, exp_kernel, exp_kernel_dd, exp_reduce,
+                           log1p_finite, log_kernel, log_split)
 from .vecmath_ir import Fp
 from .vecmath_pow import pow
 from .vecmath_trig import cos, sin
@@ -67,23 +67,29 @@ def log1p(b, x, dt):
 
 def expm1(b, x, dt):
     m = Fp(b, dt)
-    n, r = exp_reduce(m, m.clamp(x, *EXPM1_RANGE[m.dtype.name]))
-    p = m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r)          # e^r - 1
-    # e^x - 1 = 2 * (h*p + (h - 1/2)) with h = 2^(n-1): h - 1/2 is exact for the n
-    # where it matters, and the outer doubling keeps h normal up to overflow.
+    n, r, r_lo = exp_reduce(m, m.clamp(x, *EXPM1_RANGE[m.dtype.name]))
+    tail = m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r_lo)   # e^(r+r_lo) - 1 - r
+    # e^x - 1 = 2 * ((h - 1/2) + h*r + h*tail) with h = 2^(n-1); h - 1/2 and h*r and their
+    # sum are carried exactly, and the outer doubling keeps h normal up to overflow.
     n32 = m.to_i32(n)
     h = m.pow2(b.sub(n32, ir.Constant(n32.type, 1)))
-    res = m.mul(m.c(2), m.fma(h, p, m.sub(h, m.c(0.5))))
-    return m.sel(m.b.fcmp_unordered("==", x, m.c(0)), x, res)   # +-0 and NaN
+    hm = m.sub(h, m.c(0.5))
+    hm_err = m.sub(m.sub(h, hm), m.c(0.5))      # exact: h is a power of two
+    a, a_err = m.two_sum(hm, m.mul(h, r))
+    res = m.mul(m.c(2), m.add(a, m.fma(h, tail, m.add(a_err, hm_err))))
+    tiny = m.b.fcmp_unordered("<", m.abs(x), m.c(2.0 ** (-30 if not m.wide else -60)))
+    return m.sel(tiny, x, res)          # expm1(x) = x there, incl. -0; and NaN
 
 
 def tanh(b, x, dt):
+    """Odd minimax polynomial below 0.625; above, 1 - 2e/(1 + e) with e = e^-2|x| in
+    double-double (no overflow, saturates to exactly +-1)."""
     m = Fp(b, dt)
     ax = m.abs(x)
     z = m.mul(ax, ax)
     small = m.fma(m.mul(ax, z), m.poly(z, C.TANH[m.dtype.name]), ax)
-    e = exp_kernel(m, m.clamp(m.add(ax, ax), 0.0, EXP_RANGE[m.dtype.name][1]))
-    large = m.sub(m.c(1), m.div(m.c(2), m.add(e, m.c(1))))   # e = inf gives exactly 1
+    eh, el = exp_kernel_dd(m, m.clamp(m.mul(m.c(-2), ax), EXP_RANGE[m.dtype.name][0], 0.0))
+    large = m.sub(m.c(1), _one_plus_ratio(m, m.add(eh, eh), m.add(el, el), eh, el))
     res = m.copysign(m.sel(m.cmp("<", ax, m.c(_TANH_POLY_BELOW)), small, large), x)
     return m.sel(m.isnan(x), x, res)
 
@@ -91,16 +97,27 @@ def tanh(b, x, dt):
 def sigmoid(b, x, dt):
     """1 / (1 + e^-x) as e^-|x| / (1 + e^-|x|) for x < 0: never overflows."""
     m = Fp(b, dt)
-    e = exp_kernel(m, m.clamp(m.neg(m.abs(x)), EXP_RANGE[m.dtype.name][0], 0.0))
-    num = m.sel(m.signbit(x), e, m.c(1))
-    res = m.div(num, m.add(m.c(1), e))
+    eh, el = exp_kernel_dd(m, m.clamp(m.neg(m.abs(x)), EXP_RANGE[m.dtype.name][0], 0.0))
+    neg = m.signbit(x)
+    res = _one_plus_ratio(m, m.sel(neg, eh, m.c(1)), m.sel(neg, el, m.c(0)), eh, el)
     return m.sel(m.isnan(x), x, res)
 
 
 def softplus(b, x, dt):
-    """max(x, 0) + log1p(e^-|x|)."""
+    """max(x, 0) + log1p(e^-|x|), with e^-|x| in double-double."""
     m = Fp(b, dt)
-    e = exp_kernel(m, m.clamp(m.neg(m.abs(x)), EXP_RANGE[m.dtype.name][0], 0.0))
+    eh, el = exp_kernel_dd(m, m.clamp(m.neg(m.abs(x)), EXP_RANGE[m.dtype.name][0], 0.0))
     pos = m.sel(m.cmp(">", x, m.c(0)), x, m.c(0))
-    res = m.add(pos, log1p_finite(m, e))
+    res = m.add(pos, log1p_finite(m, eh, el))
     return m.sel(m.isnan(x), x, res)
+
+
+def _one_plus_ratio(m: Fp, nh, nl, eh, el):
+    """(nh + nl) / (1 + eh + el) for 0 <= eh <= 1, all double-double, one division:
+    the quotient is corrected by its exact residual."""
+    dh, dl = m.fast_two_sum(m.c(1), eh)
+    dl = m.add(dl, el)
+    inv = m.div(m.c(1), dh)
+    q = m.mul(nh, inv)
+    rem = m.add(m.fma(m.neg(q), dh, nh), m.fma(m.neg(q), dl, nl))
+    return m.fma(rem, inv, q)

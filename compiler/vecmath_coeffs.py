@@ -64,5 +64,5 @@ LN2 = {"float32": (0.6931471824645996, -1.9046542121259336e-09),
        "float64": ('0x1.62e42fefa39efp-1', '0x1.abc9e3b39803fp-56')}
 LN2_DD = ('0x1.62e42fee00000p-1', '0x1.a39ef35793c76p-33')   # hi has 42 bits: k*hi is exact
 TWO_THIRDS_DD = ('0x1.5555555555555p-1', '0x1.5555555555555p-55')
-TWO_OVER_PI = '0x1.45f306dc9c883p-1'
+TWO_OVER_PI = ('0x1.45f306dc9c883p-1', '-0x1.6b01ec5417056p-55')
 PIO2 = ('0x1.921fb54442d18p+0', '0x1.1a62633145c07p-54', '-0x1.f1976b7ed8fbcp-110')

@@ -12,23 +12,38 @@ EXPM1_RANGE = {"float32": (-40.0, 89.0), "float64": (-80.0, 710.0)}
 
 
 def exp_reduce(m: Fp, x):
-    """n = rint(x / ln2) and r = x - n*ln2 (Cody-Waite with FMA, |r| <= ln2/2)."""
+    """n = rint(x / ln2) and r + r_lo = x - n*ln2 (Cody-Waite with FMA, |r| <= ln2/2;
+    r_lo is the rounding error of r, so the reduced argument is a double-double)."""
     hi, lo = C.LN2[m.dtype.name]
     n = m.rint(m.mul(x, m.c(C.LOG2E)))
-    r = m.fma(m.neg(n), m.c(hi), x)       # exact
-    return n, m.fma(m.neg(n), m.c(lo), r)
+    nn = m.neg(n)
+    r1 = m.fma(nn, m.c(hi), x)       # exact
+    r = m.fma(nn, m.c(lo), r1)
+    return n, r, m.fma(nn, m.c(lo), m.sub(r1, r))
 
 
 def exp_kernel(m: Fp, x, x_lo=None):
     """e^(x + x_lo) for x clamped to the exp range; scales in two steps so results
     that underflow to subnormals are rounded once, and overflow gives inf."""
-    n, r = exp_reduce(m, x)
-    if x_lo is not None:
-        r = m.add(r, x_lo)
-    p = m.add(m.c(1), m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r))
+    hi, _ = exp_kernel_dd(m, x, x_lo, want_lo=False)
+    return hi
+
+
+def exp_kernel_dd(m: Fp, x, x_lo=None, *, want_lo=True):
+    """exp_kernel as (hi, lo): lo is the rounding error of the final 2^n1 * (1 + q),
+    for callers that divide by or add to e^x (lo is meaningful for normal results)."""
+    n, r, r_lo = exp_reduce(m, x)
+    if x_lo is not None:                     # renormalize r + (r_lo + x_lo)
+        r, err = m.two_sum(r, x_lo)
+        r_lo = m.add(r_lo, err)
+    # q = e^(r + r_lo) - 1 = r + (r^2 P(r) + r_lo)
+    q = m.add(r, m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r_lo))
     ni = m.to_i32(n)
     n1 = m.b.ashr(ni, ir.Constant(ni.type, 1))
-    return m.mul(m.mul(p, m.pow2(n1)), m.pow2(m.b.sub(ni, n1)))
+    s1, s2 = m.pow2(n1), m.pow2(m.b.sub(ni, n1))
+    e1 = m.fma(s1, q, s1)                                    # one rounding of 1 + q
+    lo = m.mul(m.fma(s1, q, m.sub(s1, e1)), s2) if want_lo else None
+    return m.mul(e1, s2), lo
 
 
 _SQRT_HALF_BITS = {"float32": 0x3F3504F3, "float64": 0x3FE6A09E667F3BCD}
@@ -63,11 +78,14 @@ def log_kernel(m: Fp, k, f, corr):
     return m.fma(k, m.c(hi), t)
 
 
-def log1p_finite(m: Fp, x):
-    """log1p for finite x > -1: log(u) + c/u where u = fl(1 + x), c = 1 + x - u exactly."""
+def log1p_finite(m: Fp, x, x_lo=None):
+    """log1p(x + x_lo) for finite x > -1: log(u) + c/u where u = fl(1 + x) and
+    c = 1 + x - u exactly (plus x_lo, a small low part of the argument)."""
     u = m.add(m.c(1), x)
     c_small = m.sub(x, m.sub(u, m.c(1)))          # Fast2Sum error, |x| <= 1
     c_big = m.sub(m.c(1), m.sub(u, x))            # Fast2Sum error, |x| > 1
     c = m.sel(m.cmp(">", m.abs(x), m.c(1)), c_big, c_small)
+    if x_lo is not None:
+        c = m.add(c, x_lo)
     k, f = log_split(m, u)
     return log_kernel(m, k, f, m.div(c, u))

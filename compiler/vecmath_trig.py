@@ -3,9 +3,12 @@
 
 float64 keeps the reduced argument as a double-double (r + r_lo). float32 reduces in
 float64, where the three-part reduction is far more accurate than float32 needs. The
-reduction is exact while k = rint(x * 2/pi) is computed exactly enough, i.e. for
-|x| < 2^45 (both dtypes); beyond that the result is still finite and in [-1, 1] but
-no longer accurate (no Payne-Hanek table reduction).
+reduction is accurate while the quadrant count k (the integer nearest x*2/pi, itself
+computed in double-double) fits the double significand: |x| < 2^52 for both dtypes.
+Beyond, results stay finite and in [-1, 1] but are not accurate (there is no
+Payne-Hanek table reduction). float64 caveat: r carries an absolute error of about
+2^-104, so the rare arguments within ~2^-50 of a multiple of pi/2 lose relative
+accuracy in proportion.
 """
 from __future__ import annotations
 
@@ -46,10 +49,20 @@ def _sincos(b, x, dt, shift):
     return m.sel(finite, v, m.c(np.nan))
 
 
+def _quadrant_count(d: Fp, x):
+    """k = the integer nearest x * 2/pi (float64), exact for |x| < 2^52: the product is
+    carried as a double-double so a rounding near .5 cannot pick the wrong k."""
+    t_hi, t_lo = (d.c(v) for v in C.TWO_OVER_PI)
+    kh = d.mul(x, t_hi)
+    kl = d.fma(x, t_lo, d.fma(x, t_hi, d.neg(kh)))
+    k0 = d.rint(kh)
+    return d.add(k0, d.rint(d.add(d.sub(kh, k0), kl)))
+
+
 def _reduce_f64(m: Fp, x):
     """k, and r + r_lo = x - k*pi/2 as a double-double."""
     p1, p2, p3 = (m.c(p) for p in C.PIO2)
-    k = m.rint(m.mul(x, m.c(C.TWO_OVER_PI)))
+    k = _quadrant_count(m, x)
     nk = m.neg(k)
     r1 = m.fma(nk, p1, x)                                # exact for |k| < 2^52
     p, pe = m.two_prod(k, p2)
@@ -60,27 +73,27 @@ def _reduce_f64(m: Fp, x):
 
 
 def _reduce_f32(m: Fp, x):
-    """k (double) and r = x - k*pi/2 computed in float64, rounded to float32."""
+    """k (double) and r = x - k*pi/2 computed in float64, split into float32 r + r_lo."""
     b = m.b
     d = Fp(b, np.float64)
     xd = b.fpext(x, d.ty)
-    k = d.rint(d.mul(xd, d.c(C.TWO_OVER_PI)))
+    k = _quadrant_count(d, xd)
     nk = d.neg(k)
     r = xd
     for part in C.PIO2:
         r = d.fma(nk, d.c(part), r)
-    return k, b.fptrunc(r, m.ty), None
+    rh = b.fptrunc(r, m.ty)
+    return k, rh, b.fptrunc(d.sub(r, b.fpext(rh, d.ty)), m.ty)
 
 
 def _kernels(m: Fp, rh, rl):
-    """(sin, cos) of rh + rl for |rh| <= pi/4 (rl = None: no low part)."""
+    """(sin, cos) of rh + rl for |rh| <= pi/4."""
     name = m.dtype.name
     z = m.mul(rh, rh)
     s_tail = m.mul(m.mul(rh, z), m.poly(z, C.SIN[name]))
     c_tail = m.mul(m.mul(z, z), m.poly(z, C.COS[name]))
-    if rl is not None:   # sin(rh + rl) ~ sin rh + rl;  cos(rh + rl) ~ cos rh - rh*rl
-        s_tail = m.add(s_tail, rl)
-        c_tail = m.fma(m.neg(rh), rl, c_tail)
+    s_tail = m.add(s_tail, rl)            # sin(rh + rl) ~ sin rh + rl
+    c_tail = m.fma(m.neg(rh), rl, c_tail)  # cos(rh + rl) ~ cos rh - rh*rl
     sin_r = m.add(rh, s_tail)
     hz = m.mul(m.c(0.5), z)
     w = m.sub(m.c(1), hz)                               # 1 - z/2, with its rounding error

@@ -129,3 +129,20 @@ def _steps(a, b):
     ia = np.where(ia < 0, mn - ia, ia)     # sign-magnitude to monotone integers
     ib = np.where(ib < 0, mn - ib, ib)
     return np.abs(ia - ib).astype(np.float64)
+
+
+def compile_for_cpu(fname: str, dtype, cpu: str):
+    """(optimized IR, assembly) of the kernel for another x86-64 CPU (no execution):
+    lets the tests check AVX-512 code generation on any x86-64 host."""
+    llvm = target.llvm()
+    tm = llvm.Target.from_triple(target.triple()).create_target_machine(cpu=cpu, features="",
+                                                                         opt=3)
+    mod = llvm.parse_assembly(str(build_module(fname, dtype)))
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = pto.slp_vectorization = True
+    pto.loop_interleaving = pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return str(mod), tm.emit_assembly(mod)
