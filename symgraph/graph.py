@@ -46,24 +46,23 @@ class Graph:
         """Add node ``nid`` with ready-made attributes (e.g. copied from another graph)
         and the edges that mirror its inputs; its inputs must already be in the graph."""
         self.nx.add_node(nid, **attrs)
-        positions: dict = {}
-        for k, i in enumerate(attrs["inputs"]):
-            positions.setdefault(i, []).append(k)
-        for i, ks in positions.items():
-            if i not in self.nx._node:
-                raise GraphError(f"node {nid}: input {i} is not in the graph")
-            self.nx.add_edge(i, nid, positions=tuple(ks))
+        self._link(nid)
 
     def set_inputs(self, nid: int, inputs) -> None:
         """Rewire node ``nid`` to new ``inputs``, keeping the edges in step."""
         for i in list(self.nx.pred[nid]):
             self.nx.remove_edge(i, nid)
-        attrs = self.nx._node[nid]
-        attrs["inputs"] = tuple(inputs)
+        self.nx._node[nid]["inputs"] = tuple(inputs)
+        self._link(nid)
+
+    def _link(self, nid: int) -> None:
+        """One edge per distinct input, listing the argument positions it feeds."""
         positions: dict = {}
-        for k, i in enumerate(attrs["inputs"]):
+        for k, i in enumerate(self.nx._node[nid]["inputs"]):
             positions.setdefault(i, []).append(k)
         for i, ks in positions.items():
+            if i not in self.nx._node:
+                raise GraphError(f"node {nid}: input {i} is not in the graph")
             self.nx.add_edge(i, nid, positions=tuple(ks))
 
     def fresh_symbol(self, hint: str) -> str:
