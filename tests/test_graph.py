@@ -107,6 +107,17 @@ def test_argument_order_is_kept_for_non_commutative_ops():
     np.testing.assert_array_equal(rw, np.where(av > bv, bv, av))
 
 
+def test_set_inputs_keeps_the_edges_in_step():
+    with sg.Graph() as g:
+        x = sg.placeholder(shape=(3,), name="x")
+        y = sg.placeholder(shape=(3,), name="y")
+        z = x * y
+    g.set_inputs(z.id, (y.id, y.id))
+    assert z.inputs == [y, y]
+    assert not g.nx.has_edge(x.id, z.id)
+    assert g.nx.edges[y.id, z.id]["positions"] == (0, 1)
+
+
 def test_networkx_sees_every_input_as_an_edge():
     with sg.Graph() as g:
         x = sg.placeholder(shape=(3,), name="x")
