@@ -18,7 +18,8 @@ from llvmlite import ir
 from . import vecmath_coeffs as C
 from .vecmath_ir import Fp
 
-_R_MAX = 0.8   # the reduced argument is clamped here: a no-op below 2^45
+TRIG_ACCURATE_BELOW = 2.0 ** 52   # |x| where the reduction (and the error bound) holds
+_R_MAX = 0.8   # the reduced argument is clamped here: a no-op below TRIG_ACCURATE_BELOW
 
 
 def sin(b, x, dt):
