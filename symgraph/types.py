@@ -6,6 +6,7 @@ that requirement is returned to the caller as a pair of dims for the runtime to 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,8 +70,14 @@ def result_dtype(*types: TensorType) -> np.dtype:
     """NumPy 2 promotion with weak Python scalars; all-weak floats default to float32."""
     if types and all(not t.weak and t.dtype == types[0].dtype for t in types):
         return types[0].dtype
-    strong = [t.dtype for t in types if not t.weak]
-    weak = [t.dtype for t in types if t.weak]
+    return _promote(tuple((t.dtype, t.weak) for t in types))
+
+
+@functools.lru_cache(maxsize=None)
+def _promote(key) -> np.dtype:
+    """result_dtype over (dtype, weak) pairs: a tiny domain, and np.result_type is slow."""
+    strong = [dt for dt, weak in key if not weak]
+    weak = [dt for dt, w in key if w]
     if not strong:
         kinds = {d.kind for d in weak}
         if "f" in kinds:
@@ -88,8 +95,9 @@ def result_dtype(*types: TensorType) -> np.dtype:
 def broadcast_shapes(op: str, shapes, names=None):
     """Static broadcasting. Returns ``(shape, requires)``; ``requires`` lists pairs of
     dims that must be equal at call time. Raises ShapeError for a static mismatch."""
-    if shapes and all(s == shapes[0] for s in shapes[1:]):
-        return tuple(shapes[0]), []  # the common case, and the cost of every graph build
+    ranked = [s for s in shapes if s] or [()]  # scalars never change the result
+    if all(s == ranked[0] for s in ranked[1:]):
+        return tuple(ranked[0]), []  # the common case, and the cost of every graph build
     names = names or [f"argument {i}" for i in range(len(shapes))]
     ndim = max((len(s) for s in shapes), default=0)
     out = []
