@@ -4,7 +4,7 @@
 float64 keeps the reduced argument as a double-double (r + r_lo). float32 reduces in
 float64, where the three-part reduction is far more accurate than float32 needs. The
 reduction is accurate while the quadrant count k (the integer nearest x*2/pi, itself
-computed in double-double) fits the double significand: |x| < 2^52 for both dtypes.
+computed in double-double) stays below 2^51: |x| < 2^51 for both dtypes.
 Beyond, results stay finite and in [-1, 1] but are not accurate (there is no
 Payne-Hanek table reduction). float64 caveat: r carries an absolute error of about
 2^-104, so the rare arguments within ~2^-50 of a multiple of pi/2 lose relative
@@ -18,7 +18,7 @@ from llvmlite import ir
 from . import vecmath_coeffs as C
 from .vecmath_ir import Fp
 
-TRIG_ACCURATE_BELOW = 2.0 ** 52   # |x| where the reduction (and the error bound) holds
+TRIG_ACCURATE_BELOW = 2.0 ** 51   # |x| where the reduction (and the error bound) holds
 _R_MAX = 0.8   # the reduced argument is clamped here: a no-op below TRIG_ACCURATE_BELOW
 
 
@@ -34,13 +34,10 @@ def _sincos(b, x, dt, shift):
     m = Fp(b, dt)
     finite = m.isfinite(x)
     xs = m.sel(finite, x, m.c(0))
-    k, rh, rl = (_reduce_f64 if m.wide else _reduce_f32)(m, xs)
+    q, rh, rl = (_reduce_f64 if m.wide else _reduce_f32)(m, xs)
     rh = m.clamp(rh, -_R_MAX, _R_MAX)
     sin_r, cos_r = _kernels(m, rh, rl)
-    # quadrant = k mod 4 (exact in float for any k), plus 1 for cos
-    d = Fp(b, np.float64)
-    kq = d.fma(d.c(-4), d.floor(d.mul(k, d.c(0.25))), k)
-    q = b.add(d.to_i32(kq), ir.Constant(ir.IntType(32), shift))
+    q = b.add(q, ir.Constant(q.type, shift))                  # cos x = sin(x + pi/2)
     odd = b.trunc(q, ir.IntType(1))
     neg = b.trunc(b.lshr(q, ir.Constant(q.type, 1)), ir.IntType(1))
     v = m.sel(odd, cos_r, sin_r)
@@ -51,40 +48,49 @@ def _sincos(b, x, dt, shift):
 
 
 def _quadrant_count(d: Fp, x):
-    """k = the integer nearest x * 2/pi (float64), exact for |x| < 2^52: the product is
-    carried as a double-double so a rounding near .5 cannot pick the wrong k."""
+    """(k, k mod 2^32): k is the integer nearest x * 2/pi (float64), exact while
+    |x * 2/pi| < 2^51. The product is carried as a double-double so a rounding near .5
+    cannot pick the wrong k; adding 1.5 * 2^52 rounds to an integer and leaves k's low
+    bits in the significand."""
     t_hi, t_lo = (d.c(v) for v in C.TWO_OVER_PI)
     kh = d.mul(x, t_hi)
     kl = d.fma(x, t_lo, d.fma(x, t_hi, d.neg(kh)))
-    k0 = d.rint(kh)
-    return d.add(k0, d.rint(d.add(d.sub(kh, k0), kl)))
+    shifted = d.add(kh, d.c(_SHIFTER))
+    k0 = d.sub(shifted, d.c(_SHIFTER))
+    k1 = d.rint(d.add(d.sub(kh, k0), kl))                   # -1, 0 or +1
+    b = d.b
+    q = b.add(b.trunc(d.bits(shifted), ir.IntType(32)), d.to_i32(k1))
+    return d.add(k0, k1), q
+
+
+_SHIFTER = 1.5 * 2.0 ** 52
 
 
 def _reduce_f64(m: Fp, x):
-    """k, and r + r_lo = x - k*pi/2 as a double-double."""
+    """(k mod 2^32, r, r_lo) with r + r_lo = x - k*pi/2 as a double-double."""
     p1, p2, p3 = (m.c(p) for p in C.PIO2)
-    k = _quadrant_count(m, x)
+    k, q = _quadrant_count(m, x)
     nk = m.neg(k)
     r1 = m.fma(nk, p1, x)                                # exact for |k| < 2^52
     p, pe = m.two_prod(k, p2)
     s, se = m.two_sum(r1, m.neg(p))
     lo = m.fma(nk, p3, m.sub(se, pe))
     rh, rl = m.fast_two_sum(s, lo)
-    return k, rh, rl
+    return q, rh, rl
 
 
 def _reduce_f32(m: Fp, x):
-    """k (double) and r = x - k*pi/2 computed in float64, split into float32 r + r_lo."""
+    """(k mod 2^32, r, r_lo): x - k*pi/2 computed in float64, split into float32."""
     b = m.b
     d = Fp(b, np.float64)
     xd = b.fpext(x, d.ty)
-    k = _quadrant_count(d, xd)
+    k, q = _quadrant_count(d, xd)
     nk = d.neg(k)
     r = xd
     for part in C.PIO2:
         r = d.fma(nk, d.c(part), r)
     rh = b.fptrunc(r, m.ty)
-    return k, rh, b.fptrunc(d.sub(r, b.fpext(rh, d.ty)), m.ty)
+    return q, rh, b.fptrunc(d.sub(r, b.fpext(rh, d.ty)), m.ty)
 
 
 def _kernels(m: Fp, rh, rl):
