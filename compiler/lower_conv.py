@@ -1,17 +1,24 @@
-"""Convolution (NCHW input, OIHW weight) lowered to GEMM, one BLAS call per image.
+"""Convolution (NCHW input, OIHW weight) lowered to GEMM over chunks of images.
 
-    Conv2d            cols = im2col(x[n]);   y[n]  = w (O, C*KH*KW) @ cols (C*KH*KW, OH*OW)
-    Conv2dGradInput   cols = w^T @ g[n];     gx[n] = col2im(cols)
-    Conv2dGradWeight  gw = sum over n of g[n] @ im2col(x[n])^T   (GEMM with beta = 1)
+    Conv2d            cols[n] = im2col(x[n]);   y[n]  = w (O, C*KH*KW) @ cols[n]
+    Conv2dGradInput   cols[n] = w^T @ g[n];     gx[n] = col2im(cols[n])
+    Conv2dGradWeight  gw = sum over n of g[n] @ im2col(x[n])^T
 
-The column matrix of one image lives in a workspace of the memory plan (``temp_bytes``);
-a 1x1 kernel with stride 1 and no padding needs none, the image is its own column
-matrix. Stride, padding and dilation are static and baked into the loops; every size is
-a runtime i64, so symbolic batch, channel and spatial dims never recompile. The im2col
-and col2im loops split each row into a zero part and a contiguous copy part (the valid
-output range of a kernel tap is computed once per tap), so they vectorize.
+The images of a chunk go to BLAS in one ``cblas_?gemm_batch_strided`` call, which runs
+whole GEMMs on OpenBLAS's threads (one fork/join per pair of images rather than a
+split of every small GEMM); a chunk of one image uses plain ``?gemm``, which threads
+inside the product. The gradient of the weight sums per-image products from a
+workspace, so threads never write the same matrix.
+
+The columns of a chunk live in a workspace of the memory plan (``temp_bytes``), at
+most CHUNK_BYTES unless one image needs more; a 1x1 kernel with stride 1 and no
+padding needs none (the image is its own column matrix). Geometry is static and baked
+into the loops; every size is a runtime i64, so symbolic batch, channel and spatial
+dims never recompile.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 from llvmlite import ir
@@ -19,92 +26,19 @@ from llvmlite import ir
 from symgraph import dims as D
 from symgraph.ops.conv import Conv2d, Conv2dGradInput, Conv2dGradWeight
 from .codegen import lowers, temp_bytes
-from .irutil import I32, PTR, for_range, i64, load, store, typed_ptr
+from .irutil import F32, F64, I32, PTR, VOID, i64, load, store, typed_ptr
 from .lower_linalg import NO_TRANS, ROW_MAJOR, TRANS, _gemm_decl
 from .lower_scalar import constant
 from .lowerings import new_kernel
+from .window_loops import (check_output_fits, emit_col2im, fill, geometry, name_args,
+                           rolled_range, smin, valid_range, vector_range)
+
+CHUNK_BYTES = 4 << 20   # workspace per batched GEMM call (columns, partial sums)
+GEMM_BATCH = {np.dtype("float32"): ("scipy_cblas_sgemm_batch_strided", F32),
+              np.dtype("float64"): ("scipy_cblas_dgemm_batch_strided", F64)}
 
 
-# -- shared loop helpers (also used by lower_pool) ------------------------------------------
-def smin(b, x, y):
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def smax(b, x, y):
-    return b.select(b.icmp_signed(">", x, y), x, y)
-
-
-def valid_range(b, n_out, n_in, offset, step: int):
-    """[lo, hi): the outputs o < n_out whose input index o*step + offset is in [0, n_in)."""
-    zero = i64(0)
-
-    def ceil_pos(v):  # ceil(v / step) when v > 0, else 0
-        q = b.sdiv(b.add(v, i64(step - 1)), i64(step))
-        return b.select(b.icmp_signed(">", v, zero), q, zero)
-    hi = smin(b, ceil_pos(b.sub(n_in, offset)), n_out)
-    lo = smin(b, ceil_pos(b.sub(zero, offset)), hi)
-    return lo, hi
-
-
-def fill(b, ptr, start, count, value, dt):
-    """ptr[start : start + count] = value (LLVM turns it into a memset)."""
-    with for_range(b, count, name="fill") as i:
-        store(b, value, ptr, b.add(start, i), dt)
-
-
-def name_args(fn, names):
-    for a, n in zip(fn.args[len(fn.args) - len(names):], names):
-        a.name = n
-    return list(fn.args[len(fn.args) - len(names):])
-
-
-def check_output_fits(ctx, nid, oh, ow):
-    """A symbolic input too small for the window would give no output pixels: fail clearly."""
-    bad = None
-    for d in (oh, ow):
-        if type(d) is not int:
-            t = ctx.builder.icmp_signed("<", ctx.dim(d), i64(1))
-            bad = t if bad is None else ctx.builder.or_(bad, t)
-    if bad is not None:
-        ctx.fail_if(bad, f"{ctx.node_where(nid)}: the kernel span does not fit the padded "
-                         "input, so the output would have no pixels")
-
-
-def geometry(op):
-    return tuple(op.stride), tuple(op.padding), tuple(op.dilation)
-
-
-def emit_col2im(b, dt, geo, out, src, n_rows, hw, khw, ohw, src_row, divisor=None):
-    """out[r, ih, iw] += src[src_row(r, ki, kj) + oh*OW + ow] (/ divisor) over every tap
-    (ki, kj) and output pixel (oh, ow) whose input pixel (ih, iw) is inside the image.
-
-    Taps outermost, as in the reference col2im, so each input pixel sums its terms in
-    the same order. ``out`` must be zero on entry.
-    """
-    (sh, sw), (ph, pw), (dh, dw) = geo
-    (H, W), (KH, KW), (OH, OW) = hw, khw, ohw
-    plane = b.mul(H, W)
-    with for_range(b, n_rows, name="c") as c:
-        with for_range(b, KH, name="ki") as ki:
-            row_off = b.sub(b.mul(ki, i64(dh)), i64(ph))
-            rlo, rhi = valid_range(b, OH, H, row_off, sh)
-            with for_range(b, KW, name="kj") as kj:
-                col_off = b.sub(b.mul(kj, i64(dw)), i64(pw))
-                lo, hi = valid_range(b, OW, W, col_off, sw)
-                src0 = src_row(c, ki, kj)
-                with for_range(b, rhi, name="oh", start=rlo) as oh:
-                    ih = b.add(b.mul(oh, i64(sh)), row_off)
-                    dst = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
-                    row = b.add(src0, b.mul(oh, OW))
-                    with for_range(b, hi, name="ow", start=lo) as ow:
-                        at = b.add(dst, b.mul(ow, i64(sw)))
-                        v = load(b, src, b.add(row, ow), dt)
-                        if divisor is not None:
-                            v = b.fdiv(v, divisor)
-                        store(b, b.fadd(load(b, out, at, dt), v), out, at, dt)
-
-
-# -- im2col, col2im, GEMM ------------------------------------------------------------------
+# -- im2col, col2im ------------------------------------------------------------------------
 def _im2col_kernel(ctx, dt, geo):
     """``void(ptr cols, ptr x, i64 C, H, W, KH, KW, OH, OW)``: one image's column matrix,
     row (c, ki, kj), column (oh, ow); taps that fall in the padding are zeros."""
@@ -114,22 +48,22 @@ def _im2col_kernel(ctx, dt, geo):
     C, H, W, KH, KW, OH, OW = name_args(fn, ["C", "H", "W", "KH", "KW", "OH", "OW"])
     zero = constant(dt, 0.0)
     plane, ohw = b.mul(H, W), b.mul(OH, OW)
-    with for_range(b, C, name="c") as c:
-        with for_range(b, KH, name="ki") as ki:
+    with rolled_range(b, C, name="c") as c:
+        with rolled_range(b, KH, name="ki") as ki:
             row_off = b.sub(b.mul(ki, i64(dh)), i64(ph))
             rlo, rhi = valid_range(b, OH, H, row_off, sh)
-            with for_range(b, KW, name="kj") as kj:
+            with rolled_range(b, KW, name="kj") as kj:
                 col_off = b.sub(b.mul(kj, i64(dw)), i64(pw))
                 lo, hi = valid_range(b, OW, W, col_off, sw)
                 base = b.mul(b.add(b.mul(b.add(b.mul(c, KH), ki), KW), kj), ohw)
                 fill(b, cols, base, b.mul(rlo, OW), zero, dt)
                 fill(b, cols, b.add(base, b.mul(rhi, OW)), b.mul(b.sub(OH, rhi), OW), zero, dt)
-                with for_range(b, rhi, name="oh", start=rlo) as oh:
+                with rolled_range(b, rhi, name="oh", start=rlo) as oh:
                     ih = b.add(b.mul(oh, i64(sh)), row_off)
                     src = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
                     dst = b.add(base, b.mul(oh, OW))
                     fill(b, cols, dst, lo, zero, dt)
-                    with for_range(b, hi, name="ow", start=lo) as ow:
+                    with vector_range(b, hi, name="ow", start=lo) as ow:
                         v = load(b, x, b.add(src, b.mul(ow, i64(sw))), dt)
                         store(b, v, cols, b.add(dst, ow), dt)
                     fill(b, cols, b.add(dst, hi), b.sub(OW, hi), zero, dt)
@@ -150,165 +84,238 @@ def _col2im_kernel(ctx, dt, geo):
     return fn
 
 
-def _gemm(ctx, b, dt, trans_a, trans_b, m, n, k, A, B, C, beta):
-    """C (m x n, contiguous) = op(A) @ op(B) + beta * C through cblas, op(A) being m x k.
+# -- GEMM ----------------------------------------------------------------------------------
+def _gemm_batch(ctx, b, dt, trans, mnk, A, B, C, strides, count):
+    """C[i] = op(A[i]) @ op(B[i]) for i < count, row-major, each C[i] contiguous m x n.
 
-    Empty products skip BLAS; with k = 0 and beta = 0, C is zero-filled.
+    ``strides`` are the element strides (sa, sb, sc) between the matrices (sa = 0 repeats
+    A). Empty products skip BLAS; with k = 0 the C[i] are zero-filled.
     """
-    fn, ft = _gemm_decl(ctx, dt)
-    lda = m if trans_a else k
-    ldb = k if trans_b else n
+    m, n, k = mnk
+    ta, tb = trans
+    sa, sb, sc = strides
     zero = i64(0)
-    nonempty = b.and_(b.icmp_signed(">", m, zero), b.icmp_signed(">", n, zero))
+    nonempty = b.and_(b.and_(b.icmp_signed(">", m, zero), b.icmp_signed(">", n, zero)),
+                      b.icmp_signed(">", count, zero))
     with b.if_then(nonempty):
         with b.if_else(b.icmp_signed(">", k, zero)) as (then, otherwise):
             with then:
-                t32 = [b.trunc(v, I32) for v in (m, n, k, lda, ldb, n)]
-                b.call(fn, [ir.Constant(I32, ROW_MAJOR),
-                            ir.Constant(I32, TRANS if trans_a else NO_TRANS),
-                            ir.Constant(I32, TRANS if trans_b else NO_TRANS),
-                            t32[0], t32[1], t32[2], ir.Constant(ft, 1.0), _raw(b, A), t32[3],
-                            _raw(b, B), t32[4], ir.Constant(ft, float(beta)), _raw(b, C),
-                            t32[5]])
+                _call_blas(ctx, b, dt, trans, mnk, (A, sa), (B, sb), (C, sc), count)
             with otherwise:
-                if beta == 0:
-                    fill(b, C, zero, b.mul(m, n), constant(dt, 0.0), dt)
+                fill(b, C, zero, b.mul(count, b.mul(m, n)), constant(dt, 0.0), dt)
 
 
-def _raw(b, p):
-    return b.bitcast(p, PTR)
+def _call_blas(ctx, b, dt, trans, mnk, A, B, C, count):
+    """One batched call when there are several products, else plain GEMM (which then
+    spreads the single product over OpenBLAS's threads)."""
+    (m, n, k), (ta, tb) = mnk, trans
+    lda, ldb = (m if ta else k), (k if tb else n)
+    t32 = lambda v: b.trunc(v, I32)  # noqa: E731
+    flags = [ir.Constant(I32, ROW_MAJOR), ir.Constant(I32, TRANS if ta else NO_TRANS),
+             ir.Constant(I32, TRANS if tb else NO_TRANS), t32(m), t32(n), t32(k)]
+    one, nil = constant(dt, 1.0), constant(dt, 0.0)
+    raw = lambda p: b.bitcast(p, PTR)  # noqa: E731
+    with b.if_else(b.icmp_signed(">", count, i64(1))) as (many, single):
+        with many:
+            fn = _gemm_batch_decl(ctx, dt)
+            b.call(fn, flags + [one, raw(A[0]), t32(lda), t32(A[1]), raw(B[0]), t32(ldb),
+                                t32(B[1]), nil, raw(C[0]), t32(n), t32(C[1]), t32(count)])
+        with single:
+            fn, _ = _gemm_decl(ctx, dt)
+            b.call(fn, flags + [one, raw(A[0]), t32(lda), raw(B[0]), t32(ldb), nil,
+                                raw(C[0]), t32(n)])
 
 
-def _at(b, base, index):
-    return b.gep(base, [index], inbounds=True)
+def _gemm_batch_decl(ctx, dt):
+    name, ft = GEMM_BATCH[np.dtype(dt)]
+    fn = ctx.module.globals.get(name)
+    if fn is None:
+        fnty = ir.FunctionType(VOID, [I32] * 6 + [ft, PTR, I32, I32, PTR, I32, I32, ft, PTR,
+                                                  I32, I32, I32])
+        fn = ir.Function(ctx.module, fnty, name=name)
+    ctx.blas_symbols.add(name)
+    return fn
 
 
+# -- shared structure of the three lowerings -----------------------------------------------
 def _pointwise(op, kh, kw) -> bool:
     """A 1x1 kernel, stride 1, no padding: the image is its own column matrix."""
     return (type(kh) is int and kh == 1 and type(kw) is int and kw == 1
             and tuple(op.stride) == (1, 1) and tuple(op.padding) == (0, 0))
 
 
-def _cols_bytes(op, c, kh, kw, oh, ow, dtype):
-    if _pointwise(op, kh, kw):
-        return 0
-    return D.mul(D.product([c, kh, kw, oh, ow]), np.dtype(dtype).itemsize)
+class _Shapes:
+    """The sizes of one conv node (dims), its per-image workspace and chunk length."""
+
+    def __init__(self, op, dtype, n, c, hw, o, khw, ohw, partials=False):
+        self.dims = [n, c, *hw, o, *khw, *ohw]
+        item = np.dtype(dtype).itemsize
+        ckk = D.product([c, *khw])
+        cols = 0 if _pointwise(op, *khw) else D.mul(ckk, D.product(ohw))
+        per_image = D.mul(D.add(cols, D.mul(o, ckk) if partials else 0), item)
+        fit = D.floordiv(CHUNK_BYTES, D.dmax(per_image, 1))
+        self.chunk = D.dmax(1, D.dmin(n, fit))   # at least 1, so chunk loops advance
+        self.temp = D.mul(self.chunk, per_image)
+        self.cols_elems = cols
 
 
-def _conv_kernel(ctx, nid, prefix, ptr_names, dim_names):
-    """The driver kernel of one node: typed pointers, named dims, and the call to it."""
+_DIMS = ["N", "C", "H", "W", "O", "KH", "KW", "OH", "OW", "B"]
+
+
+def _driver(ctx, nid, prefix, ptr_names, shapes):
+    """The kernel of one node: typed pointers (the last is the workspace) and named sizes,
+    plus the products it keeps reusing."""
     dt = ctx.type(nid).dtype
-    fn, b = new_kernel(ctx, prefix, len(ptr_names), len(dim_names), ptr_names)
+    fn, b = new_kernel(ctx, prefix, len(ptr_names), len(_DIMS), ptr_names)
     ptrs = [typed_ptr(b, a, dt) for a in fn.args[:len(ptr_names)]]
-    return fn, b, ptrs, dict(zip(dim_names, name_args(fn, dim_names)))
+    d = dict(zip(_DIMS, name_args(fn, _DIMS)))
+    d["CKK"] = b.mul(d["C"], b.mul(d["KH"], d["KW"]))
+    d["OHW"] = b.mul(d["OH"], d["OW"])
+    d["CHW"] = b.mul(d["C"], b.mul(d["H"], d["W"]))
+    d["OOHW"] = b.mul(d["O"], d["OHW"])
+    d["COLS"] = b.mul(d["CKK"], d["OHW"])
+    return fn, b, ptrs, d
 
 
-def _call_conv(ctx, nid, fn, ins, dims, has_cols):
-    cols = ctx.temp(nid) if has_cols else ir.Constant(PTR, None)
-    args = [ctx.buffer(nid)] + [ctx.buffer(i) for i in ins] + [cols]
-    ctx.builder.call(fn, args + [ctx.dim(d) for d in dims])
+def _finish(ctx, nid, fn, b, ins, shapes):
+    b.ret_void()
+    ws = ctx.temp(nid) if nid in ctx.plan.temps else ir.Constant(PTR, None)
+    args = [ctx.buffer(nid)] + [ctx.buffer(i) for i in ins] + [ws]
+    ctx.builder.call(fn, args + [ctx.dim(v) for v in shapes.dims + [shapes.chunk]])
 
 
-_DIMS = ["N", "C", "H", "W", "O", "KH", "KW", "OH", "OW"]
+@contextmanager
+def _chunks(b, d):
+    """A loop over chunks of images: yields (first image, number of images)."""
+    with rolled_range(b, b.sdiv(b.add(d["N"], b.sub(d["B"], i64(1))), d["B"]),
+                      name="chunk") as j:
+        n0 = b.mul(j, d["B"])
+        yield n0, smin(b, d["B"], b.sub(d["N"], n0))
 
 
-# -- the three ops -----------------------------------------------------------------------------
+def _at(b, base, index):
+    return b.gep(base, [index], inbounds=True)
+
+
+def _image_args(d):
+    return [d[k] for k in ("C", "H", "W", "KH", "KW", "OH", "OW")]
+
+
+# -- the three ops -------------------------------------------------------------------------
+def _conv2d_shapes(op, x, w, out):
+    return _Shapes(op, out.dtype, x.shape[0], x.shape[1], x.shape[2:], w.shape[0],
+                   w.shape[2:], out.shape[2:])
+
+
 @temp_bytes(Conv2d)
 def conv2d_temp(op, in_types, out_type):
-    x, w = in_types
-    return _cols_bytes(op, x.shape[1], *w.shape[2:], *out_type.shape[2:], out_type.dtype)
+    return _conv2d_shapes(op, *in_types, out_type).temp
 
 
 @lowers(Conv2d)
 def lower_conv2d(ctx, nid):
-    """y[n] = w @ im2col(x[n]) for each image n."""
+    """y[n] = w @ im2col(x[n]), a chunk of images per batched GEMM."""
     op = ctx.graph.op(nid)
     x, w = ctx.inputs(nid)
-    (N, C, H, W), (O, _, KH, KW) = ctx.type(x).shape, ctx.type(w).shape
-    OH, OW = ctx.type(nid).shape[2:]
-    check_output_fits(ctx, nid, OH, OW)
+    shapes = _conv2d_shapes(op, ctx.type(x), ctx.type(w), ctx.type(nid))
+    check_output_fits(ctx, nid, *ctx.type(nid).shape[2:])
     dt = ctx.type(nid).dtype
-    direct = _pointwise(op, KH, KW)
-    fn, b, (y, xs, ws, cols), d = _conv_kernel(ctx, nid, "k.conv2d", ["y", "x", "w", "cols"],
-                                               _DIMS)
-    ckk, ohw = b.mul(d["C"], b.mul(d["KH"], d["KW"])), b.mul(d["OH"], d["OW"])
-    chw = b.mul(d["C"], b.mul(d["H"], d["W"]))
-    im2col = None if direct else _im2col_kernel(ctx, dt, geometry(op))
-    with for_range(b, d["N"], name="n") as n:
-        xn = _at(b, xs, b.mul(n, chw))
-        if direct:
-            B = xn
-        else:
-            b.call(im2col, [_raw(b, cols), _raw(b, xn)] + [d[k] for k in _DIMS[1:4] + _DIMS[5:]])
-            B = cols
-        yn = _at(b, y, b.mul(n, b.mul(d["O"], ohw)))
-        _gemm(ctx, b, dt, False, False, d["O"], ohw, ckk, ws, B, yn, 0)
-    b.ret_void()
-    _call_conv(ctx, nid, fn, [x, w], [N, C, H, W, O, KH, KW, OH, OW], not direct)
+    fn, b, (y, xs, ws, cols), d = _driver(ctx, nid, "k.conv2d", ["y", "x", "w", "cols"],
+                                          shapes)
+    mnk = (d["O"], d["OHW"], d["CKK"])
+    if shapes.cols_elems == 0:
+        _gemm_batch(ctx, b, dt, (False, False), mnk, ws, xs, y,
+                    (i64(0), d["CHW"], d["OOHW"]), d["N"])
+    else:
+        im2col = _im2col_kernel(ctx, dt, geometry(op))
+        with _chunks(b, d) as (n0, nb):
+            with rolled_range(b, nb, name="img") as i:
+                b.call(im2col, [b.bitcast(_at(b, cols, b.mul(i, d["COLS"])), PTR),
+                                b.bitcast(_at(b, xs, b.mul(b.add(n0, i), d["CHW"])), PTR)]
+                       + _image_args(d))
+            _gemm_batch(ctx, b, dt, (False, False), mnk, ws, cols,
+                        _at(b, y, b.mul(n0, d["OOHW"])), (i64(0), d["COLS"], d["OOHW"]), nb)
+    _finish(ctx, nid, fn, b, [x, w], shapes)
+
+
+def _grad_input_shapes(op, g, w, out):
+    return _Shapes(op, out.dtype, out.shape[0], out.shape[1], out.shape[2:], w.shape[0],
+                   w.shape[2:], g.shape[2:])
 
 
 @temp_bytes(Conv2dGradInput)
 def conv2d_grad_input_temp(op, in_types, out_type):
-    g, w = in_types
-    return _cols_bytes(op, out_type.shape[1], *w.shape[2:], *g.shape[2:], out_type.dtype)
+    return _grad_input_shapes(op, *in_types, out_type).temp
 
 
 @lowers(Conv2dGradInput)
 def lower_conv2d_grad_input(ctx, nid):
-    """gx[n] = col2im(w^T @ g[n]) for each image n."""
+    """gx[n] = col2im(w^T @ g[n]), a chunk of images per batched GEMM."""
     op = ctx.graph.op(nid)
     g, w = ctx.inputs(nid)
-    N, C, H, W = ctx.type(nid).shape
-    (O, _, KH, KW), (OH, OW) = ctx.type(w).shape, ctx.type(g).shape[2:]
+    shapes = _grad_input_shapes(op, ctx.type(g), ctx.type(w), ctx.type(nid))
     dt = ctx.type(nid).dtype
-    direct = _pointwise(op, KH, KW)
-    fn, b, (gx, gs, ws, cols), d = _conv_kernel(ctx, nid, "k.conv2d_grad_input",
-                                                ["gx", "g", "w", "cols"], _DIMS)
-    ckk, ohw = b.mul(d["C"], b.mul(d["KH"], d["KW"])), b.mul(d["OH"], d["OW"])
-    chw = b.mul(d["C"], b.mul(d["H"], d["W"]))
-    col2im = None if direct else _col2im_kernel(ctx, dt, geometry(op))
-    with for_range(b, d["N"], name="n") as n:
-        gn = _at(b, gs, b.mul(n, b.mul(d["O"], ohw)))
-        gxn = _at(b, gx, b.mul(n, chw))
-        _gemm(ctx, b, dt, True, False, ckk, ohw, d["O"], ws, gn, gxn if direct else cols, 0)
-        if not direct:
-            b.call(col2im, [_raw(b, gxn), _raw(b, cols)] + [d[k] for k in _DIMS[1:4] + _DIMS[5:]])
-    b.ret_void()
-    _call_conv(ctx, nid, fn, [g, w], [N, C, H, W, O, KH, KW, OH, OW], not direct)
+    fn, b, (gx, gs, ws, cols), d = _driver(ctx, nid, "k.conv2d_grad_input",
+                                           ["gx", "g", "w", "cols"], shapes)
+    mnk = (d["CKK"], d["OHW"], d["O"])
+    if shapes.cols_elems == 0:
+        _gemm_batch(ctx, b, dt, (True, False), mnk, ws, gs, gx,
+                    (i64(0), d["OOHW"], d["CHW"]), d["N"])
+    else:
+        col2im = _col2im_kernel(ctx, dt, geometry(op))
+        with _chunks(b, d) as (n0, nb):
+            _gemm_batch(ctx, b, dt, (True, False), mnk, ws, _at(b, gs, b.mul(n0, d["OOHW"])),
+                        cols, (i64(0), d["OOHW"], d["COLS"]), nb)
+            with rolled_range(b, nb, name="img") as i:
+                b.call(col2im, [b.bitcast(_at(b, gx, b.mul(b.add(n0, i), d["CHW"])), PTR),
+                                b.bitcast(_at(b, cols, b.mul(i, d["COLS"])), PTR)]
+                       + _image_args(d))
+    _finish(ctx, nid, fn, b, [g, w], shapes)
+
+
+def _grad_weight_shapes(op, x, g, out):
+    return _Shapes(op, out.dtype, x.shape[0], x.shape[1], x.shape[2:], out.shape[0],
+                   out.shape[2:], g.shape[2:], partials=True)
 
 
 @temp_bytes(Conv2dGradWeight)
 def conv2d_grad_weight_temp(op, in_types, out_type):
-    x, g = in_types
-    return _cols_bytes(op, x.shape[1], *out_type.shape[2:], *g.shape[2:], out_type.dtype)
+    return _grad_weight_shapes(op, *in_types, out_type).temp
 
 
 @lowers(Conv2dGradWeight)
 def lower_conv2d_grad_weight(ctx, nid):
-    """gw = sum over n of g[n] @ im2col(x[n])^T, accumulated by GEMM (beta = 1)."""
+    """gw = sum over n of g[n] @ im2col(x[n])^T: per-image products of a chunk land in
+    the workspace (batched GEMM), then add up in image order."""
     op = ctx.graph.op(nid)
     x, g = ctx.inputs(nid)
-    O, C, KH, KW = ctx.type(nid).shape
-    (N, _, H, W), (OH, OW) = ctx.type(x).shape, ctx.type(g).shape[2:]
+    shapes = _grad_weight_shapes(op, ctx.type(x), ctx.type(g), ctx.type(nid))
     dt = ctx.type(nid).dtype
-    direct = _pointwise(op, KH, KW)
-    fn, b, (gw, xs, gs, cols), d = _conv_kernel(ctx, nid, "k.conv2d_grad_weight",
-                                                ["gw", "x", "g", "cols"], _DIMS)
-    ckk, ohw = b.mul(d["C"], b.mul(d["KH"], d["KW"])), b.mul(d["OH"], d["OW"])
-    chw = b.mul(d["C"], b.mul(d["H"], d["W"]))
-    fill(b, gw, i64(0), b.mul(d["O"], ckk), constant(dt, 0.0), dt)
+    fn, b, (gw, xs, gs, work), d = _driver(ctx, nid, "k.conv2d_grad_weight",
+                                           ["gw", "x", "g", "work"], shapes)
+    direct = shapes.cols_elems == 0
+    size = b.mul(d["O"], d["CKK"])
+    fill(b, gw, i64(0), size, constant(dt, 0.0), dt)
     im2col = None if direct else _im2col_kernel(ctx, dt, geometry(op))
-    with for_range(b, d["N"], name="n") as n:
-        xn = _at(b, xs, b.mul(n, chw))
+    with _chunks(b, d) as (n0, nb):
+        parts = work if direct else _at(b, work, b.mul(d["B"], d["COLS"]))
         if direct:
-            B = xn
+            cols, cstride = _at(b, xs, b.mul(n0, d["CHW"])), d["CHW"]
         else:
-            b.call(im2col, [_raw(b, cols), _raw(b, xn)] + [d[k] for k in _DIMS[1:4] + _DIMS[5:]])
-            B = cols
-        gn = _at(b, gs, b.mul(n, b.mul(d["O"], ohw)))
-        _gemm(ctx, b, dt, False, True, d["O"], ckk, ohw, gn, B, gw, 1)
-    b.ret_void()
-    _call_conv(ctx, nid, fn, [x, g], [N, C, H, W, O, KH, KW, OH, OW], not direct)
+            cols, cstride = work, d["COLS"]
+            with rolled_range(b, nb, name="img") as i:
+                b.call(im2col, [b.bitcast(_at(b, cols, b.mul(i, d["COLS"])), PTR),
+                                b.bitcast(_at(b, xs, b.mul(b.add(n0, i), d["CHW"])), PTR)]
+                       + _image_args(d))
+        _gemm_batch(ctx, b, dt, (False, True), (d["O"], d["CKK"], d["OHW"]),
+                    _at(b, gs, b.mul(n0, d["OOHW"])), cols, parts,
+                    (d["OOHW"], cstride, size), nb)
+        with rolled_range(b, nb, name="img") as i:
+            part = b.mul(i, size)
+            with vector_range(b, size, name="e") as e:
+                acc = b.fadd(load(b, gw, e, dt), load(b, parts, b.add(part, e), dt))
+                store(b, acc, gw, e, dt)
+    _finish(ctx, nid, fn, b, [x, g], shapes)
 
 
-from . import lower_pool  # noqa: E402,F401  (pooling reuses the window helpers above)
+from . import lower_pool  # noqa: E402,F401  (pooling shares the window loops)

@@ -21,9 +21,9 @@ from symgraph import dims as D
 from symgraph.ops.pool import (AvgPool2d, AvgPool2dGrad, MaxPool2d, MaxPool2dGrad,
                                MaxPool2dSelect)
 from .codegen import lowers
-from .irutil import call_intrinsic, for_range, i64, load, store, typed_ptr, value_type
-from .lower_conv import (check_output_fits, emit_col2im, fill, geometry, name_args, smax,
-                         valid_range)
+from .irutil import I1, I32, call_intrinsic, for_range, i64, load, store, typed_ptr, value_type
+from .window_loops import (check_output_fits, emit_col2im, fill, geometry, name_args,
+                           rolled_range, smax, valid_range, vector_range)
 from .lower_scalar import constant
 from .lowerings import new_kernel
 
@@ -70,9 +70,15 @@ def _tap_loads(b, tap, sources, dt):
     return out
 
 
-def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=False):
+def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=None,
+                 passes=1):
     """Loop over planes and output pixels, calling ``pixel(b, ptrs, taps, out_index,
-    checked)``; ``shape`` is the input's (N, C, H, W) and the output's (OH, OW)."""
+    checked, step)``; ``shape`` is the input's (N, C, H, W) and the output's (OH, OW).
+    ``zero_out(b, H, W, OH, OW)`` (optional) says when the output must be zeroed first.
+
+    Interior pixels of a row are visited ``passes`` times (``step`` 0, 1, ...; border
+    pixels once, with step None), for bodies that vectorize better split in parts.
+    """
     op = ctx.graph.op(nid)
     dt = ctx.type(nid).dtype
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, *geometry(op)
@@ -80,27 +86,30 @@ def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=Fal
     ptrs = [typed_ptr(b, a, dt) for a in fn.args[:len(ptr_names)]]
     P, H, W, OH, OW = name_args(fn, ["P", "H", "W", "OH", "OW"])
     plane_in, plane_out = b.mul(H, W), b.mul(OH, OW)
-    if zero_out:
-        fill(b, ptrs[0], i64(0), b.mul(P, plane_in), constant(dt, 0.0), dt)
+    if zero_out is not None:
+        with b.if_then(zero_out(b, H, W, OH, OW)):
+            fill(b, ptrs[0], i64(0), b.mul(P, plane_in), constant(dt, 0.0), dt)
     # outputs whose first and last taps (hence all) are inside the input
     rlo, _ = valid_range(b, OH, H, i64(-ph), sh)
     rhi = smax(b, valid_range(b, OH, H, i64((kh - 1) * dh - ph), sh)[1], rlo)
     clo, _ = valid_range(b, OW, W, i64(-pw), sw)
     chi = smax(b, valid_range(b, OW, W, i64((kw - 1) * dw - pw), sw)[1], clo)
-    with for_range(b, P, name="p") as p:
+    with rolled_range(b, P, name="p") as p:
         base_in, base_out = b.mul(p, plane_in), b.mul(p, plane_out)
-        with for_range(b, OH, name="oh") as oh:
+        with rolled_range(b, OH, name="oh") as oh:
             out_row = b.add(base_out, b.mul(oh, OW))
 
-            def run(lo, hi, checked):
-                with for_range(b, hi, name="ow", start=lo) as ow:
+            def run(lo, hi, checked, step=None):
+                loop = for_range if checked else vector_range
+                with loop(b, hi, name="ow", start=lo) as ow:
                     taps = _taps(b, op, base_in, oh, ow, H, W, checked)
-                    pixel(b, ptrs, taps, b.add(out_row, ow), checked)
+                    pixel(b, ptrs, taps, b.add(out_row, ow), checked, step)
             inside = b.and_(b.icmp_signed(">=", oh, rlo), b.icmp_signed("<", oh, rhi))
             with b.if_else(inside) as (then, otherwise):
                 with then:
                     run(i64(0), clo, True)
-                    run(clo, chi, False)
+                    for step in range(passes):
+                        run(clo, chi, False, step if passes > 1 else None)
                     run(chi, OW, True)
                 with otherwise:
                     run(i64(0), OW, True)
@@ -130,7 +139,7 @@ def _out_hw(ctx, nid):
     return tuple(ctx.type(nid).shape[2:])
 
 
-# -- forward ------------------------------------------------------------------------------------
+# -- forward -------------------------------------------------------------------------------
 @lowers(MaxPool2d)
 def lower_max_pool2d(ctx, nid):
     """y = the maximum of each window; padding taps are -inf (NaN propagates, as np.max)."""
@@ -138,7 +147,7 @@ def lower_max_pool2d(ctx, nid):
     dt = ctx.type(nid).dtype
     check_output_fits(ctx, nid, *_out_hw(ctx, nid))
 
-    def pixel(b, ptrs, taps, at, checked):
+    def pixel(b, ptrs, taps, at, checked, step):
         y, xs = ptrs
         m = None
         for t in taps:
@@ -158,7 +167,7 @@ def lower_avg_pool2d(ctx, nid):
     check_output_fits(ctx, nid, *_out_hw(ctx, nid))
     count = constant(dt, op.kernel_size[0] * op.kernel_size[1])
 
-    def pixel(b, ptrs, taps, at, checked):
+    def pixel(b, ptrs, taps, at, checked, step):
         y, xs = ptrs
         s = None
         for t in taps:
@@ -169,7 +178,7 @@ def lower_avg_pool2d(ctx, nid):
                  (ctx.type(x).shape, _out_hw(ctx, nid)))
 
 
-# -- gradients ----------------------------------------------------------------------------------
+# -- gradients -----------------------------------------------------------------------------
 @lowers(MaxPool2dSelect)
 def lower_max_pool2d_select(ctx, nid):
     """out = h at the first maximum of each window of x (0 when that tap is padding)."""
@@ -177,7 +186,7 @@ def lower_max_pool2d_select(ctx, nid):
     dt = ctx.type(nid).dtype
     check_output_fits(ctx, nid, *_out_hw(ctx, nid))
 
-    def pixel(b, ptrs, taps, at, checked):
+    def pixel(b, ptrs, taps, at, checked, step):
         out, xs, hs = ptrs
         hv = [_tap_loads(b, t, [(hs, constant(dt, 0.0))], dt)[0] for t in taps]
         _, (v,) = _first_max(b, xs, taps, dt, [hv])
@@ -191,31 +200,45 @@ def lower_max_pool2d_grad(ctx, nid):
     """gx[first maximum of each window] += g; taps in the padding drop their share.
 
     When windows cannot overlap (stride at least the window span), every input pixel
-    has at most one writer, and interior windows store all their taps (g or 0), which
-    vectorizes; otherwise each window adds g at its maximum.
+    has at most one writer: interior windows then store all their taps (g or 0), one
+    window row per pass (the argmax is recomputed), which vectorizes. Otherwise each
+    window adds g at its maximum.
     """
     op = ctx.graph.op(nid)
     x, g = ctx.inputs(nid)
     dt = ctx.type(nid).dtype
     (kh, kw), (sh, sw), _, (dh, dw) = op.kernel_size, *geometry(op)
     disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
+    tiling = (sh, sw) == (kh, kw) and (dh, dw) == (1, 1) and tuple(op.padding) == (0, 0)
     zero = constant(dt, 0.0)
 
-    def pixel(b, ptrs, taps, at, checked):
+    def needs_zeros(b, H, W, OH, OW):
+        """Unless the windows tile the input exactly, some pixels get no store."""
+        if not tiling:
+            return ir.Constant(I1, 1)
+        exact = b.and_(b.icmp_signed("==", H, b.mul(OH, i64(sh))),
+                       b.icmp_signed("==", W, b.mul(OW, i64(sw))))
+        return b.not_(exact)
+
+    def pixel(b, ptrs, taps, at, checked, step):
         gx, xs, gs = ptrs
+        if step is not None:  # disjoint windows, interior: store window row ``step``
+            numbers = [ir.Constant(I32, k) for k in range(len(taps))]
+            _, (best,) = _first_max(b, xs, taps, dt, [numbers])
+            gv = load(b, gs, at, dt)
+            for k in range(step * kw, (step + 1) * kw):
+                hit = b.icmp_signed("==", best, numbers[k])
+                store(b, b.select(hit, gv, zero), gx, taps[k].index, dt)
+            return
         idx = [t.index for t in taps]
         ok = [t.valid for t in taps] if checked else None
         _, carried = _first_max(b, xs, taps, dt, [idx] + ([ok] if checked else []))
         gv = load(b, gs, at, dt)
-        if disjoint and not checked:
-            for t in taps:
-                hit = b.icmp_signed("==", carried[0], t.index)
-                store(b, b.select(hit, gv, zero), gx, t.index, dt)
-            return
         with b.if_then(carried[1]) if checked else nullcontext():
             store(b, b.fadd(load(b, gx, carried[0], dt), gv), gx, carried[0], dt)
     _pool_kernel(ctx, nid, "k.max_pool2d_grad", ["gx", "x", "g"], [x, g], pixel,
-                 (ctx.type(x).shape, tuple(ctx.type(g).shape[2:])), zero_out=True)
+                 (ctx.type(x).shape, tuple(ctx.type(g).shape[2:])), zero_out=needs_zeros,
+                 passes=kh if disjoint else 1)
 
 
 @lowers(AvgPool2dGrad)

@@ -1,0 +1,151 @@
+"""Loops over sliding windows, shared by the convolution and pooling lowerings.
+
+Window geometry (stride, padding, dilation) is static; sizes are runtime i64 values.
+For a kernel tap at offset ``k*d - p``, ``valid_range`` gives the output positions
+whose input pixel is inside the image, so loops split into a zero (or skipped) part
+and a branch-free part that vectorizes. ``hinted_range`` attaches loop hints that
+llvmlite has no helper for.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from llvmlite import ir
+
+from .irutil import I1, I64, for_range, i64, load, store
+
+
+def smin(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def smax(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def valid_range(b, n_out, n_in, offset, step: int):
+    """[lo, hi): the outputs o < n_out whose input index o*step + offset is in [0, n_in)."""
+    zero = i64(0)
+
+    def ceil_pos(v):  # ceil(v / step) when v > 0, else 0
+        q = b.sdiv(b.add(v, i64(step - 1)), i64(step))
+        return b.select(b.icmp_signed(">", v, zero), q, zero)
+    hi = smin(b, ceil_pos(b.sub(n_in, offset)), n_out)
+    lo = smin(b, ceil_pos(b.sub(zero, offset)), hi)
+    return lo, hi
+
+
+class _LoopID(ir.values.MDValue):
+    """A loop's self-referencing ``llvm.loop`` node (llvmlite has no helper for one)."""
+
+    def __init__(self, module, properties):
+        super().__init__(module, [], name=str(len(module.metadata)))
+        self.operands = (self,) + tuple(properties)
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+
+@contextmanager
+def hinted_range(b, count, name="i", start=None, *, vectorize=False, unroll=True):
+    """``for_range`` with loop hints. ``vectorize`` asks LLVM to vectorize even when the
+    cost model, seeing a short static trip count (a 14-pixel row), would not (the rest
+    runs scalar). ``unroll=False`` keeps an outer loop with a static count rolled: fully
+    unrolled nests of rows and taps cost seconds of compile time and gain nothing."""
+    start = start if start is not None else i64(0)
+    pre = b.block
+    cond = b.append_basic_block(f"{name}.cond")
+    body = b.append_basic_block(f"{name}.body")
+    end = b.append_basic_block(f"{name}.end")
+    b.branch(cond)
+    b.position_at_end(cond)
+    idx = b.phi(I64, name=name)
+    idx.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", idx, count), body, end)
+    b.position_at_end(body)
+    yield idx
+    idx.add_incoming(b.add(idx, i64(1), name=f"{name}.next", flags=["nsw", "nuw"]), b.block)
+    m = b.module
+    hints = []
+    if vectorize:
+        hints.append(m.add_metadata([ir.MetaDataString(m, "llvm.loop.vectorize.enable"),
+                                     ir.Constant(I1, 1)]))
+    if not unroll:
+        hints.append(m.add_metadata([ir.MetaDataString(m, "llvm.loop.unroll.disable")]))
+    br = b.branch(cond)
+    if hints:
+        br.set_metadata("llvm.loop", _LoopID(m, hints))
+    b.position_at_end(end)
+
+
+def vector_range(b, count, name="v", start=None):
+    return hinted_range(b, count, name, start, vectorize=True)
+
+
+def rolled_range(b, count, name="i", start=None):
+    return hinted_range(b, count, name, start, unroll=False)
+
+
+def fill(b, ptr, start, count, value, dt):
+    """ptr[start : start + count] = value (LLVM turns it into a memset)."""
+    with for_range(b, count, name="fill") as i:
+        store(b, value, ptr, b.add(start, i), dt)
+
+
+def name_args(fn, names):
+    for a, n in zip(fn.args[len(fn.args) - len(names):], names):
+        a.name = n
+    return list(fn.args[len(fn.args) - len(names):])
+
+
+def check_output_fits(ctx, nid, oh, ow):
+    """A symbolic input too small for the window would give no output pixels: fail clearly."""
+    bad = None
+    for d in (oh, ow):
+        if type(d) is not int:
+            t = ctx.builder.icmp_signed("<", ctx.dim(d), i64(1))
+            bad = t if bad is None else ctx.builder.or_(bad, t)
+    if bad is not None:
+        op = ctx.graph.op(nid)
+        ctx.fail_if(bad, f"{ctx.node_where(nid)}: the kernel span (dilation {op.dilation}, "
+                         f"kernel of the weights) does not fit the padded input (padding "
+                         f"{op.padding}), so the output would have no pixels")
+
+
+def geometry(op):
+    return tuple(op.stride), tuple(op.padding), tuple(op.dilation)
+
+
+def emit_col2im(b, dt, geo, out, src, n_rows, hw, khw, ohw, src_row, divisor=None):
+    """out[r, ih, iw] += src[src_row(r, ki, kj) + oh*OW + ow] (/ divisor) over every tap
+    (ki, kj) and output pixel (oh, ow) whose input pixel (ih, iw) is inside the image.
+
+    Taps outermost, as in the reference col2im, so each input pixel sums its terms in
+    the same order. ``out`` must be zero on entry.
+    """
+    (sh, sw), (ph, pw), (dh, dw) = geo
+    (H, W), (KH, KW), (OH, OW) = hw, khw, ohw
+    plane = b.mul(H, W)
+    with rolled_range(b, n_rows, name="c") as c:
+        with rolled_range(b, KH, name="ki") as ki:
+            row_off = b.sub(b.mul(ki, i64(dh)), i64(ph))
+            rlo, rhi = valid_range(b, OH, H, row_off, sh)
+            with rolled_range(b, KW, name="kj") as kj:
+                col_off = b.sub(b.mul(kj, i64(dw)), i64(pw))
+                lo, hi = valid_range(b, OW, W, col_off, sw)
+                src0 = src_row(c, ki, kj)
+                with rolled_range(b, rhi, name="oh", start=rlo) as oh:
+                    ih = b.add(b.mul(oh, i64(sh)), row_off)
+                    dst = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
+                    row = b.add(src0, b.mul(oh, OW))
+                    with vector_range(b, hi, name="ow", start=lo) as ow:
+                        at = b.add(dst, b.mul(ow, i64(sw)))
+                        v = load(b, src, b.add(row, ow), dt)
+                        if divisor is not None:
+                            v = b.fdiv(v, divisor)
+                        store(b, b.fadd(load(b, out, at, dt), v), out, at, dt)
