@@ -175,7 +175,7 @@ def compile_program(program, *, name="sg"):
                                    f"{format_source(g.node(nid)['source'])}); use "
                                    "mode='reference' for this graph")
     plan = plan_memory(program, arg_index, lambda op: type(op) in VIEW_OPS,
-                       lambda nid: _temp_size(g, nid))
+                       lambda nid: _temp_size(g, nid), can_overwrite=_elementwise_kernel)
     symbols = sorted({s for nid in order for d in g.type(nid).shape for s in D.symbols(d)}
                      | {s for nid in inputs for d in g.type(nid).shape for s in D.symbols(d)})
 
@@ -269,6 +269,13 @@ def _materialize_leaf_updates(program):
         new.append((s, v))
     program.updates = new
     return program
+
+
+def _elementwise_kernel(op) -> bool:
+    """Ops lowered as one elementwise loop (read element k, write element k)."""
+    from symgraph.ops.elementwise import Elementwise
+    from .fused import Fused
+    return (isinstance(op, Elementwise) or (isinstance(op, Fused) and op.reduce is None))
 
 
 def _legalize(program):

@@ -49,7 +49,8 @@ def plan_loops(space, in_shapes, reduce_axes=()):
     return KernelPlan(extents, patterns)
 
 
-def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan) -> ir.Function:
+def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
+                noalias: bool = True) -> ir.Function:
     """``void name(ptr out, ptr in0.., i64 lo, i64 hi, i64 extent0..)``: pointers are
     noalias; the outermost loop runs over [lo, hi), so threads can split it (when that
     axis is not reduced: then each thread owns its rows of the output)."""
@@ -58,7 +59,8 @@ def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan) -> 
     fn = ir.Function(module, fnty, name=name)
     fn.linkage = "internal"
     for k in range(1 + n_in):
-        fn.args[k].add_attribute("noalias")
+        if noalias:  # not when the output overwrites an input (computing in place)
+            fn.args[k].add_attribute("noalias")
         fn.args[k].name = "out" if k == 0 else f"in{k - 1}"
     lo, hi = fn.args[1 + n_in], fn.args[2 + n_in]
     lo.name, hi.name = "lo", "hi"

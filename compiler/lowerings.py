@@ -57,12 +57,13 @@ def _lower_fused(ctx, nid, fused, in_ids):
                         f"{ctx.node_where(nid)}: {fused.reduce} of an empty axis")
     in_dtypes = tuple(t.dtype for t in in_types)
     # the code depends on the body and the broadcast patterns, not on the sizes
+    inplace = nid in ctx.plan.inplace
     key = (fused.body, fused.dtypes, fused.reduce, in_dtypes, out_type.dtype,
-           tuple(tuple(p) for p in plan.patterns))
+           tuple(tuple(p) for p in plan.patterns), inplace)
     fn = ctx.kernel_cache.get(key)
     if fn is None:
         fn = emit_kernel(ctx.module, ctx.name(f"k.{fused.name}"), fused, in_dtypes,
-                         out_type.dtype, plan)
+                         out_type.dtype, plan, noalias=not inplace)
         ctx.kernel_cache[key] = fn
     splittable = bool(plan.extents) and plan.patterns[-1][0]
     call_kernel(ctx, fn, [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids], plan.extents,

@@ -29,6 +29,7 @@ class MemoryPlan:
     output_copies: list = field(default_factory=list)   # (output index, nid)
     steps: list = field(default_factory=list)           # nids to lower, in order
     temps: dict = field(default_factory=dict)           # nid -> slot of its workspace
+    inplace: set = field(default_factory=set)           # nodes written over an input
 
     def describe(self, env=None) -> str:
         total = D.evaluate(self.scratch_bytes, env) if env is not None else self.scratch_bytes
@@ -46,10 +47,14 @@ def _aligned(size):
     return D.mul(D.floordiv(D.add(size, ALIGN - 1), ALIGN), ALIGN)
 
 
-def plan_memory(program, arg_index: dict, is_view, temp_bytes=None) -> MemoryPlan:
+def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
+                can_overwrite=None) -> MemoryPlan:
     """``arg_index`` maps leaf and output nids to argument positions; ``is_view(op)`` says
     whether a node reuses its first input's buffer; ``temp_bytes(nid)`` (optional) is the
-    size of the workspace a node needs while it runs (0 or None: none)."""
+    size of the workspace a node needs while it runs (0 or None: none);
+    ``can_overwrite(op)`` says whether a node may write its result over an input of its
+    own shape that dies there (an elementwise kernel reads each element before writing
+    it at the same index), which then computes in place."""
     g = program.graph
     order = program.order()
     outputs = list(program.outputs)
@@ -88,18 +93,26 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None) -> MemoryPla
             last[base[i]] = step
     keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
 
-    slots, free, temps = [], [], {}
+    slots, free, temps, inplace = [], [], {}, set()
     for step, nid in enumerate(steps):
+        donor = None
         if base[nid] == nid and nid not in home:
-            size = _aligned(nbytes(g.type(nid)))
-            slot = _take_slot(free, slots, size)
-            home[nid] = ("scratch", slot)
+            if can_overwrite is not None and can_overwrite(g.op(nid)):
+                donor = _donor(g, nid, base, home, last, keep_alive, step)
+            if donor is not None:
+                home[nid] = home[donor]
+                inplace.add(nid)
+            else:
+                size = _aligned(nbytes(g.type(nid)))
+                home[nid] = ("scratch", _take_slot(free, slots, size))
         tsize = temp_bytes(nid) if temp_bytes is not None else None
         if tsize is not None and not (type(tsize) is int and tsize == 0):
             # taken before the inputs are freed: overlaps neither inputs nor output
             temps[nid] = _take_slot(free, slots, _aligned(tsize))
         for i in set(g.inputs(nid)):
             b = base[i]
+            if b == donor:
+                continue  # its slot now holds this node's value
             if last.get(b) == step and b not in keep_alive and home.get(b, ("arg",))[0] == "scratch":
                 free.append(home[b][1])
         if base[nid] == nid and nid not in last and nid not in keep_alive \
@@ -115,7 +128,26 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None) -> MemoryPla
     for s in slots:
         offsets.append(total)
         total = D.add(total, s)
-    return MemoryPlan(home, slots, offsets, total, copies, steps, temps)
+    return MemoryPlan(home, slots, offsets, total, copies, steps, temps, inplace)
+
+
+def _donor(g, nid, base, home, last, keep_alive, step):
+    """An input whose buffer ``nid`` may overwrite: scratch, dead after this step, of
+    the same shape and item size, and not read through any other alias here."""
+    t = g.type(nid)
+    ins = g.inputs(nid)
+    for i in ins:
+        b = base[i]
+        if b != i or home.get(b, ("arg",))[0] != "scratch" or last.get(b) != step \
+                or b in keep_alive:
+            continue
+        ti = g.type(i)
+        if tuple(ti.shape) != tuple(t.shape) or ti.dtype.itemsize != t.dtype.itemsize:
+            continue
+        if any(base[j] == b and j != i for j in ins):
+            continue
+        return b
+    return None
 
 
 def _take_slot(free, slots, size):

@@ -17,7 +17,7 @@ import threading
 import numpy as np
 
 from symgraph import dims as D
-from symgraph.errors import InputError
+from symgraph.errors import CallShapeError, InputError
 
 ALIGN = 64
 # i64 slots after the dim values in the ``dims`` array: code that fails leaves there the
@@ -150,7 +150,7 @@ class NativeFunction:
         filled with the values the failing code left after the dims."""
         entry = self.errors[rc - 1] if 0 < rc <= len(self.errors) else f"native error code {rc}"
         if isinstance(entry, str):
-            return InputError(entry)
+            return CallShapeError(entry)
         n = len(self.symbols)
         return _ERROR_TYPES[entry["type"]](entry["message"].format(*st[1][n:n + ERROR_VALUES]))
 

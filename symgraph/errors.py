@@ -27,3 +27,9 @@ class InputError(SymgraphError, ValueError):
 
 class UnsupportedError(SymgraphError, NotImplementedError):
     """A feature symgraph does not have (yet); the message says which."""
+
+
+class CallShapeError(InputError, ShapeError):
+    """Arguments whose sizes fail a check that only compiled code can make (a reduction
+    over an empty axis, an input too small for a kernel): both an InputError and the
+    ShapeError the reference executor raises for the same arguments."""

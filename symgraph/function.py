@@ -34,7 +34,7 @@ def _as_update_pairs(updates):
 class Function:
     """A compiled function: call it with arrays; ``.graph`` is the networkx graph it runs."""
 
-    def __init__(self, inputs, outputs, updates=None, *, mode="reference", name=None,
+    def __init__(self, inputs, outputs, updates=None, *, mode="native", name=None,
                  rewrites=None, nan_guard=False):
         from .tensor import Tensor
         from .program import build_program
@@ -159,7 +159,7 @@ class Function:
                 f"{[a.name for a in self.signature.args]} outputs={len(self.optimized.outputs)}>")
 
 
-def function(inputs, outputs=None, updates=None, *, mode="reference", name=None,
+def function(inputs, outputs=None, updates=None, *, mode="native", name=None,
              rewrites=None, nan_guard=False) -> Function:
     """Compile ``outputs`` (and ``updates``) as a function of ``inputs``.
 
