@@ -24,7 +24,6 @@ class Fp:
         self.ity = _I64 if self.wide else _I32
         self.mant = 52 if self.wide else 23          # explicit significand bits
         self.bias = 1023 if self.wide else 127
-        self.eps = float(np.finfo(self.dtype).eps)
         self.tiny = float(np.finfo(self.dtype).tiny)  # smallest normal
 
     # ---- constants and intrinsics ------------------------------------------
@@ -47,9 +46,6 @@ class Fp:
 
     def rint(self, x):
         return self._intr("llvm.rint", x)
-
-    def floor(self, x):
-        return self._intr("llvm.floor", x)
 
     def trunc(self, x):
         return self._intr("llvm.trunc", x)
