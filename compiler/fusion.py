@@ -22,9 +22,14 @@ from symgraph.ops.leaves import Constant
 from .fused import Fused, ScalarConst
 from .rewrite import graph_pass
 
+# Recomputing these in every kernel that needs them beats storing and re-reading
+# them: the code generator's vector math (compiler/vecmath.py) costs a few
+# nanoseconds per element at most, a round trip through memory costs more.
 CHEAP = (E.Add, E.Subtract, E.Multiply, E.Negative, E.Cast, E.Abs, E.Maximum, E.Minimum,
          E.Less, E.LessEqual, E.Greater, E.GreaterEqual, E.Equal, E.NotEqual, E.Where,
-         E.Square, E.Relu, E.LogicalNot, E.LogicalAnd, E.LogicalOr, E.Sign, E.Clip)
+         E.Square, E.Relu, E.LogicalNot, E.LogicalAnd, E.LogicalOr, E.Sign, E.Clip,
+         E.Exp, E.Tanh, E.Sigmoid, E.Log, E.Log1p, E.Expm1, E.Softplus, E.Sqrt,
+         E.Reciprocal, E.Divide)
 DUP_DEPTH = 3   # how far below a recomputed value cheap producers are recomputed too
 REDUCERS = {R.Sum: "sum", R.Prod: "prod", R.Max: "max", R.Min: "min"}
 

@@ -19,7 +19,7 @@ X = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
 def _f(build, rewrites=None, shape=(3, 4)):
     with sg.Graph():
         x = sg.placeholder(shape=shape, name="x")
-        return sg.function([x], build(x), rewrites=rewrites)
+        return sg.function([x], build(x), rewrites=rewrites, mode="reference")
 
 
 @pytest.mark.parametrize("off", [False, "none"])
@@ -63,7 +63,7 @@ def test_the_graph_before_rewriting_stays_available():
         x = sg.placeholder(shape=(3, 4), name="x")
         y = sg.exp(x * 1.0)
         before = len(g)
-        f = sg.function([x], y)
+        f = sg.function([x], y, mode="reference")
     assert len(g) == before and len(f.program.graph) == 4 and len(f.optimized.graph) == 2
     assert "multiply" in f.describe(optimized=False) and "multiply" not in f.describe()
     assert sg.debugprint(f, file=_Null()) == f.describe()
@@ -79,7 +79,7 @@ def test_replacements_keep_the_users_source_line():
     with sg.Graph():
         x = sg.placeholder(shape=(3, 4), name="x")
         y = sg.log(sg.nn.softmax(x)); line = _line()  # noqa: E702
-        f = sg.function([x], y, rewrites={"exclude": ["fuse_elementwise"]})
+        f = sg.function([x], y, rewrites={"exclude": ["fuse_elementwise"]}, mode="reference")
     (out,) = f.optimized.outputs
     node = f.optimized.graph.node(out)
     assert type(node["op"]).__name__ == "LogSoftmax"
@@ -96,7 +96,7 @@ def test_call_time_size_checks_survive_rewriting():
     with sg.Graph():
         x = sg.placeholder(shape=(None,), name="x")
         y = sg.placeholder(shape=(None,), name="y")
-        f = sg.function([x, y], (x + y) * 0.0 + 1.0, rewrites={"finite_math": True})
+        f = sg.function([x, y], (x + y) * 0.0 + 1.0, rewrites={"finite_math": True}, mode="reference")
     assert f.rewrite_report.fired["fold_multiply_by_zero"] == 1
     assert not any(isinstance(op, E.Add) for _, op in f.graph.nodes(data="op"))
     np.testing.assert_array_equal(f(np.ones(3, np.float32), np.ones(3, np.float32)), np.ones(3))
@@ -108,7 +108,7 @@ def test_unused_inputs_stay_arguments_and_dead_nodes_go():
     with sg.Graph():
         x = sg.placeholder(shape=(3,), name="x")
         unused = sg.placeholder(shape=(2,), name="unused")
-        f = sg.function([x, unused], (x - x * 1.0) + x)
+        f = sg.function([x, unused], (x - x * 1.0) + x, mode="reference")
     assert [a.name for a in f.signature.args] == ["x", "unused"]
     assert f.rewrite_report.fired["remove_dead_nodes"] > 0
     assert all(n in f.optimized.order() or n in f.optimized.inputs for n in f.graph.nodes)
@@ -120,7 +120,7 @@ def test_placeholders_are_never_merged_and_constants_are():
         a = sg.placeholder(shape=(3,), name="a")
         b = sg.placeholder(shape=(3,), name="b")
         out = sg.exp(a) * 2.0 + sg.exp(b) * 2.0
-        f = sg.function([a, b], out, rewrites={"exclude": ["fuse_elementwise"]})
+        f = sg.function([a, b], out, rewrites={"exclude": ["fuse_elementwise"]}, mode="reference")
     g = f.optimized.graph
     assert sum(isinstance(op, Placeholder) for _, op in g.nx.nodes(data="op")) == 2
     twos = [n for n, op in g.nx.nodes(data="op") if isinstance(op, Constant)]
@@ -146,7 +146,7 @@ def test_folding_never_materializes_a_big_broadcast():
 def test_verifier_names_the_broken_node():
     with sg.Graph():
         x = sg.placeholder(shape=(3, 4), name="x")
-        f = sg.function([x], sg.exp(x) + 1.0, rewrites=False)
+        f = sg.function([x], sg.exp(x) + 1.0, rewrites=False, mode="reference")
     p = f.program.copy()
     verify(p)
     (out,) = p.outputs
@@ -195,3 +195,17 @@ def test_optimize_does_not_touch_its_input():
     after = {n: dict(a) for n, a in f.program.graph.nx.nodes(data=True)}
     assert before == after and opt.graph is not f.program.graph
     assert rep.nodes_after < rep.nodes_before
+
+
+def test_a_rule_that_raises_is_skipped_with_a_warning_or_raised_in_verify_mode():
+    @rewrite("test", E.Exp)
+    def broken_rule(rw, n):
+        """exp(x) -> ...: raises on purpose"""
+        raise ValueError("boom")
+
+    f = _f(lambda x: sg.exp(x), rewrites=False)
+    p = f.program.copy()
+    with pytest.warns(UserWarning, match="broken_rule.*boom"):
+        Rewriter(p, RewriteOptions(verify=False), RewriteReport()).run([broken_rule])
+    with pytest.raises(ValueError, match="boom"):
+        _run([broken_rule], lambda x: sg.exp(x))

@@ -57,7 +57,7 @@ def _compile(build, x, rewrites):
         t = sg.placeholder(shape=x.shape, dtype=x.dtype, name="x")
         loss = build(t)
         (g,) = sg.grad(loss, [t])
-        return sg.function([t], [loss, g], rewrites=rewrites)
+        return sg.function([t], [loss, g], rewrites=rewrites, mode="reference")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -89,10 +89,23 @@ def test_log1p_and_expm1_keep_tiny_values():
     with sg.Graph():
         t = sg.placeholder(shape=(3,), dtype="float32", name="x")
         outs = [sg.log(1.0 + t), sg.exp(t) - 1.0]
-        naive = sg.function([t], outs, rewrites=False)(x)
-        f = sg.function([t], outs, rewrites={"verify": True})
+        naive = sg.function([t], outs, rewrites=False, mode="reference")(x)
+        f = sg.function([t], outs, rewrites={"verify": True}, mode="reference")
     assert np.all(naive[0] == 0) and np.all(naive[1] == 0)  # 1 + x rounds to 1 in float32
     got = f(x)
     np.testing.assert_allclose(got[0], np.log1p(x.astype(np.float64)), rtol=1e-6)
     np.testing.assert_allclose(got[1], np.expm1(x.astype(np.float64)), rtol=1e-6)
     assert {"stabilize_log1p", "stabilize_expm1"} <= set(f.rewrite_report.fired)
+
+
+def test_a_ratio_over_the_wrong_axis_is_not_a_softmax():
+    """exp(x) / sum(exp(x), axis=1) without keepdims divides row i, column j by the sum of
+    row j (right-aligned broadcasting): not a softmax, so it must not become one."""
+    x = (np.arange(9, dtype=np.float32).reshape(3, 3) / 4)
+    from .test_rewrite_util import compile_pair
+    plain, f = compile_pair(lambda t: sg.exp(t) / sg.sum(sg.exp(t), axis=1), [x])
+    assert f.rewrite_report.fired["stabilize_softmax"] == 0
+    np.testing.assert_allclose(f(x), plain(x), rtol=1e-6)
+    plain, f = compile_pair(lambda t: sg.exp(t) / sg.sum(sg.exp(t), axis=0), [x])
+    assert f.rewrite_report.fired["stabilize_softmax"] == 1  # axis 0 aligns by itself
+    np.testing.assert_allclose(f(x), plain(x), rtol=1e-6)

@@ -22,8 +22,8 @@ def compile_pair(build, arrays, *, rewrites=None, names=None):
         xs = [sg.placeholder(shape=np.shape(a), dtype=np.asarray(a).dtype,
                              name=(names[i] if names else f"x{i}")) for i, a in enumerate(arrays)]
         outs = build(*xs)
-        plain = sg.function(xs, outs, rewrites=False)
-        opt = sg.function(xs, outs, rewrites=opts)
+        plain = sg.function(xs, outs, rewrites=False, mode="reference")
+        opt = sg.function(xs, outs, rewrites=opts, mode="reference")
     return plain, opt
 
 
