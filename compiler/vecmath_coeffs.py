@@ -27,6 +27,11 @@ LOG = {
                 '0x1.2f51b8e9b4550p-3'),                                  # 2^-58.6
 }
 
+# The same fit with fewer terms, in float64: float32 pow's log (computed in float64;
+# its error is multiplied by |y log x| <= ~104, so it needs more than float32 accuracy).
+LOG_POW32 = ('0x1.555555073dd1ep-1', '0x1.999a7d09f4debp-2', '0x1.24358cbf8bb83p-2',
+             '0x1.e3af3a6e6e3d8p-3')                                      # 2^-36.9
+
 # Tail of the double-double log used by pow: (2 atanh(s) - 2s - 2s^3/3) / s^5 as a
 # polynomial in z = s^2 <= 0.02944, weight z^2/2.
 LOG_TAIL = ('0x1.9999999999999p-2', '0x1.249249249279ep-2', '0x1.c71c71c678771p-3',

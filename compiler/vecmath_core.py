@@ -22,14 +22,15 @@ def exp_reduce(m: Fp, x):
     return n, r, m.fma(nn, m.c(lo), m.sub(r1, r))
 
 
-def exp_kernel(m: Fp, x, x_lo=None):
+def exp_kernel(m: Fp, x, x_lo=None, *, coeffs=None):
     """e^(x + x_lo) for x clamped to the exp range; scales in two steps so results
-    that underflow to subnormals are rounded once, and overflow gives inf."""
-    hi, _ = exp_kernel_dd(m, x, x_lo, want_lo=False)
+    that underflow to subnormals are rounded once, and overflow gives inf. ``coeffs``
+    overrides the polynomial (float32 pow evaluates in float64 to float32 accuracy)."""
+    hi, _ = exp_kernel_dd(m, x, x_lo, want_lo=False, coeffs=coeffs)
     return hi
 
 
-def exp_kernel_dd(m: Fp, x, x_lo=None, *, want_lo=True):
+def exp_kernel_dd(m: Fp, x, x_lo=None, *, want_lo=True, coeffs=None):
     """exp_kernel as (hi, lo): lo is the rounding error of the final 2^n1 * (1 + q),
     for callers that divide by or add to e^x (lo is meaningful for normal results)."""
     n, r, r_lo = exp_reduce(m, x)
@@ -37,7 +38,8 @@ def exp_kernel_dd(m: Fp, x, x_lo=None, *, want_lo=True):
         r, err = m.two_sum(r, x_lo)
         r_lo = m.add(r_lo, err)
     # q = e^(r + r_lo) - 1 = r + (r^2 P(r) + r_lo)
-    q = m.add(r, m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r_lo))
+    p = m.poly(r, coeffs or C.EXP[m.dtype.name])
+    q = m.add(r, m.fma(m.mul(r, r), p, r_lo))
     ni = m.to_i32(n)
     n1 = m.b.ashr(ni, ir.Constant(ni.type, 1))
     s1, s2 = m.pow2(n1), m.pow2(m.b.sub(ni, n1))
@@ -65,13 +67,14 @@ def log_split(m: Fp, x):
     return m.to_float(k), f
 
 
-def log_kernel(m: Fp, k, f, corr):
+def log_kernel(m: Fp, k, f, corr, *, coeffs=None):
     """k*ln2 + log(1 + f) + corr, with log(1+f) = f - f^2/2 + s*(f^2/2 + R(s^2)),
-    s = f/(2+f); corr is a small correction term (log1p's rounding error of 1 + x)."""
+    s = f/(2+f); corr is a small correction term (log1p's rounding error of 1 + x);
+    ``coeffs`` overrides the polynomial for R."""
     hi, lo = C.LN2[m.dtype.name]
     s = m.div(f, m.add(m.c(2), f))
     z = m.mul(s, s)
-    rz = m.mul(z, m.poly(z, C.LOG[m.dtype.name]))
+    rz = m.mul(z, m.poly(z, coeffs or C.LOG[m.dtype.name]))
     hfsq = m.mul(m.mul(m.c(0.5), f), f)
     t = m.fma(s, m.add(hfsq, rz), m.fma(k, m.c(lo), corr))
     t = m.add(m.sub(t, hfsq), f)

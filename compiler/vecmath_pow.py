@@ -2,7 +2,8 @@
 
 float64 carries log|x| and the product y*log|x| as double-doubles: an error of d in
 y*log|x| is a relative error d in the result, and |y*log|x|| reaches ~745. float32
-evaluates the whole function in float64 (plain double log) and rounds once.
+evaluates the whole function in float64 (shorter polynomials: a 2^-37 log, a
+float32-grade exp) and rounds once.
 """
 from __future__ import annotations
 
@@ -16,24 +17,31 @@ from .vecmath_ir import Fp
 def pow(b, x, y, dt):
     m = Fp(b, dt)
     if m.wide:
-        return _pow(m, x, y, _log_dd)
+        return _pow(m, x, y, float32_result=False)
     d = Fp(b, np.float64)
-    res = _pow(d, b.fpext(x, d.ty), b.fpext(y, d.ty), _log_plain)
-    return b.fptrunc(res, m.ty)
+    return b.fptrunc(_pow(d, b.fpext(x, d.ty), b.fpext(y, d.ty), float32_result=True), m.ty)
 
 
-def _pow(m: Fp, x, y, log_fn):
+def _pow(m: Fp, x, y, *, float32_result):
     b = m.b
     ax = m.abs(x)
     ok = b.and_(m.cmp(">", ax, m.c(0)), m.cmp("<", ax, m.c(np.inf)))
-    lh, ll = log_fn(m, m.sel(ok, ax, m.c(1)))
+    ax1 = m.sel(ok, ax, m.c(1))
     # log 0 = -inf and log inf = inf make the core give 0/inf; NaN stays NaN
-    lh = m.sel(ok, lh, m.sel(m.cmp("==", ax, m.c(0)), m.c(-np.inf), ax))
-    ll = m.sel(ok, ll, m.c(0))
-    ph, pl = m.two_prod(y, lh)
-    pl = m.fma(y, ll, pl)
-    pl = m.sel(m.cmp("<", m.abs(ph), m.c(1000)), pl, m.c(0))   # no inf - inf below
-    res = exp_kernel(m, m.clamp(ph, *EXP_RANGE[m.dtype.name]), pl)
+    special_log = m.sel(m.cmp("==", ax, m.c(0)), m.c(-np.inf), ax)
+    if float32_result:      # plain double arithmetic is exact enough
+        k, f = log_split(m, ax1)
+        lh = m.sel(ok, log_kernel(m, k, f, m.c(0), coeffs=C.LOG_POW32), special_log)
+        ph = m.mul(y, lh)
+        res = exp_kernel(m, m.clamp(ph, *EXP_RANGE[m.dtype.name]), coeffs=C.EXP["float32"])
+    else:
+        lh, ll = _log_dd(m, ax1)
+        lh = m.sel(ok, lh, special_log)
+        ll = m.sel(ok, ll, m.c(0))
+        ph, pl = m.two_prod(y, lh)
+        pl = m.fma(y, ll, pl)
+        pl = m.sel(m.cmp("<", m.abs(ph), m.c(1000)), pl, m.c(0))   # no inf - inf below
+        res = exp_kernel(m, m.clamp(ph, *EXP_RANGE[m.dtype.name]), pl)
     res = m.sel(m.isnan(ph), ph, res)
     # sign and domain: integral / odd y
     y_int = b.and_(m.cmp("==", m.trunc(y), y), m.isfinite(y))
@@ -47,11 +55,6 @@ def _pow(m: Fp, x, y, log_fn):
     one = b.or_(m.cmp("==", x, m.c(1)), m.cmp("==", y, m.c(0)))
     one = b.or_(one, b.and_(m.cmp("==", ax, m.c(1)), m.cmp("==", m.abs(y), m.c(np.inf))))
     return m.sel(one, m.c(1), res)
-
-
-def _log_plain(m: Fp, x):
-    k, f = log_split(m, x)
-    return log_kernel(m, k, f, m.c(0)), m.c(0)
 
 
 def _log_dd(m: Fp, x):
