@@ -1,4 +1,4 @@
-"""The rewrite framework: rules, the worklist driver that applies them, and its report.
+"""The rewrite framework: rules and the worklist driver that applies them.
 
 A rule is a small function ``(rw, n) -> replacement id | None`` made a ``Rule`` by the
 ``@rewrite(group, *op_classes)`` decorator; the pipeline (pipeline.py) says which groups
@@ -11,6 +11,7 @@ near-linear in the size of the graph (no whole-graph rescans per firing).
 """
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -33,6 +34,10 @@ DEAD = "remove_dead_nodes"
 
 class RewriteError(SymgraphError):
     """A rule broke an invariant (changed a type, looped): a bug in the rule, named."""
+
+
+class RewriteWarning(UserWarning):
+    """A rule raised and was skipped (with ``verify`` on, the error is raised instead)."""
 
 
 # -- rules ---------------------------------------------------------------------------------
@@ -85,15 +90,13 @@ def graph_pass(fn) -> GraphPass:
 def _rule_index(rules):
     """op class -> the rules that look at it (in pipeline order), resolved through the MRO."""
     cache: dict = {}
-    anyop = [r for r in rules if r.ops is None]
 
     def lookup(cls):
         got = cache.get(cls)
         if got is None:
-            got = [r for r in rules if r.ops is None or issubclass(cls, r.ops)]
-            cache[cls] = got
+            got = cache[cls] = [r for r in rules if r.ops is None or issubclass(cls, r.ops)]
         return got
-    return lookup if rules else (lambda cls: anyop)
+    return lookup
 
 
 class Rewriter:
@@ -340,9 +343,11 @@ class Rewriter:
             created.clear()
         try:
             r = rule.fn(self, n)
-        except SymgraphError:
+        except Exception as e:  # a bug in the rule: skip it rather than fail the compile
             if self.options.verify:
                 raise
+            warnings.warn(f"rewrite {rule.name} failed on {format_node(self.g, n)} and was "
+                          f"skipped: {type(e).__name__}: {e}", RewriteWarning, stacklevel=2)
             r = None
         if r is None or r == n:
             for m in reversed(created):  # nodes built for nothing

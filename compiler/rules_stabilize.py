@@ -170,13 +170,29 @@ def stabilize_logsumexp(rw, n):
     return rw.conform(rw.make(E.Add(), rw.make(E.Log(), shifted), mm), n)
 
 
+def _keeps_axis(rw, chain, inner, axis, full) -> bool:
+    """Whether ``inner`` (of a sum over ``axis``), under the reshapes and broadcasts of
+    ``chain``, meets a tensor of shape ``full`` as sum(..., keepdims=True) would: each
+    element divides the elements of its own row, not of another axis."""
+    keep = R.reduced_shape(full, (axis,), True)
+    aligned = rw.shape(inner) == keep or (not chain and axis == 0)
+    for op in reversed(chain):           # innermost first
+        if isinstance(op, Reshape):
+            if op.shape != keep:
+                return False
+            aligned = True
+        elif not aligned or len(op.shape) != len(full):
+            return False
+    return aligned
+
+
 @rewrite("stabilize", E.Divide)
 def stabilize_softmax(rw, n):
     """exp(x) / sum(exp(x), axis, keepdims=True) -> softmax(x, axis)"""
     e, d = rw.ins(n)
-    s, _ = _strip(rw, d)
+    s, chain = _strip(rw, d)
     hit = _sum_of_exp(rw, s)
-    if hit is not None and hit[0] == e:
+    if hit is not None and hit[0] == e and _keeps_axis(rw, chain, s, hit[1], rw.shape(e)):
         return rw.conform(rw.make(Softmax(axis=hit[1]), rw.ins(e)[0]), n)
 
 
@@ -193,7 +209,8 @@ def stabilize_softmax_gradient(rw, n):
             continue
         a, s = rw.ins(d)
         hit = _sum_of_exp(rw, s)
-        if hit is None or hit[0] != e:
+        if hit is None or hit[0] != e or rw.shape(d) != rw.shape(s) \
+                or not _keeps_axis(rw, chain, d, hit[1], rw.shape(e)):
             continue
         g = rw.conform(a, d)
         for op in reversed(chain):
