@@ -77,13 +77,23 @@ class Fused(Op):
         return np.array(out, order="C")  # ascontiguousarray would make a 0-d result 1-d
 
     def __str__(self):
+        """``fused{tanh(add(i0, i1))}``; an instruction used twice is bound once
+        (``t3 = ...; ``) so a body that shares values prints in linear size."""
         n = self.n_inputs
-        names = [f"i{k}" for k in range(n)]
+        uses = [0] * (n + len(self.body))
+        for _, args in self.body:
+            for a in args:
+                uses[a] += 1
+        names, lets = [f"i{k}" for k in range(n)], []
         for k, (op, args) in enumerate(self.body):
-            names.append(f"{op.name}({', '.join(names[a] for a in args)})"
-                          if not isinstance(op, ScalarConst) else op.short())
+            text = (op.short() if isinstance(op, ScalarConst)
+                    else f"{op.name}({', '.join(names[a] for a in args)})")
+            if uses[n + k] > 1 and not isinstance(op, ScalarConst):
+                lets.append(f"t{k} = {text}; ")
+                text = f"t{k}"
+            names.append(text)
         red = f"{self.reduce}[{self.axes}]" if self.reduce else ""
-        return f"fused{red}{{{names[-1]}}}"
+        return f"fused{red}{{{''.join(lets)}{names[-1]}}}"
 
 
 def single(op, in_types, out_type) -> Fused:

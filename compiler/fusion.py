@@ -3,9 +3,10 @@
 Groups grow from a root (an elementwise node whose value must be stored, or a reduction)
 towards its inputs. A producer joins when it iterates over the same space and all its
 consumers are in the group; then its value never reaches memory. A producer also read
-outside the group is stored, and read by the kernels that need it, unless it is cheap
-(an add, a compare, a cast ...) and every consumer is an elementwise node of its shape:
-then each consuming kernel recomputes it and it is never stored. GEMMs, reshapes,
+outside the group is stored, and read by the kernels that need it, unless it is cheaper
+to recompute than to store and reload (CHEAP: arithmetic, compares, casts and the
+vectorized exp/log/tanh/sigmoid family) and every consumer is an elementwise node of its
+shape: then each consuming kernel recomputes it and it is never stored. GEMMs, reshapes,
 transposes and broadcasts are not elementwise, so nothing fuses across them.
 """
 from __future__ import annotations
@@ -25,12 +26,13 @@ from .rewrite import graph_pass
 # Recomputing these in every kernel that needs them beats storing and re-reading
 # them: the code generator's vector math (compiler/vecmath.py) costs a few
 # nanoseconds per element at most, a round trip through memory costs more.
-CHEAP = (E.Add, E.Subtract, E.Multiply, E.Negative, E.Cast, E.Abs, E.Maximum, E.Minimum,
-         E.Less, E.LessEqual, E.Greater, E.GreaterEqual, E.Equal, E.NotEqual, E.Where,
-         E.Square, E.Relu, E.LogicalNot, E.LogicalAnd, E.LogicalOr, E.Sign, E.Clip,
-         E.Exp, E.Tanh, E.Sigmoid, E.Log, E.Log1p, E.Expm1, E.Softplus, E.Sqrt,
-         E.Reciprocal, E.Divide)
-DUP_DEPTH = 3   # how far below a recomputed value cheap producers are recomputed too
+TRIVIAL = (E.Add, E.Subtract, E.Multiply, E.Negative, E.Cast, E.Abs, E.Maximum, E.Minimum,
+           E.Less, E.LessEqual, E.Greater, E.GreaterEqual, E.Equal, E.NotEqual, E.Where,
+           E.Square, E.Relu, E.LogicalNot, E.LogicalAnd, E.LogicalOr, E.Sign, E.Clip)
+CHEAP = TRIVIAL + (E.Exp, E.Tanh, E.Sigmoid, E.Log, E.Log1p, E.Expm1, E.Softplus, E.Sqrt,
+                   E.Reciprocal, E.Divide)
+DUP_DEPTH = 3     # at most this many non-trivial ops deep below a recomputed value ...
+DUP_BUDGET = 32   # ... and at most this many recomputed instructions per kernel
 REDUCERS = {R.Sum: "sum", R.Prod: "prod", R.Max: "max", R.Min: "min"}
 
 
@@ -93,35 +95,39 @@ def _plan(rw, index):
 
 
 def _grow(rw, grp, start, index, group_of, dup_of):
-    """Absorb producers into ``grp``; recompute cheap shared ones (up to DUP_DEPTH deep)."""
+    """Absorb producers into ``grp``; recompute cheap shared ones (see DUP_DEPTH)."""
     # Highest topological index first: every consumer of a candidate is decided before it.
-    depth = {i: 0 for i in start}   # 0: may join; k > 0: k steps below a recomputed value
-    heap = [(-index[i], i) for i in depth]
+    # A candidate's state is (below a recomputed value, non-trivial ops recomputed above).
+    state = {i: (False, 0) for i in start}
+    heap = [(-index[i], i) for i in state]
     heapq.heapify(heap)
 
-    def push(i, d):
-        if i not in depth:
-            depth[i] = d
+    def push(i, st):
+        if i not in state:
+            state[i] = st
             heapq.heappush(heap, (-index[i], i))
         else:
-            depth[i] = min(depth[i], d)
+            state[i] = min(state[i], st)
 
     while heap:
         _, c = heapq.heappop(heap)
         if c in group_of or not _elementwise(rw, c) or rw.shape(c) != grp.space \
                 or rw.is_root(c):
             continue
-        if depth[c] == 0 and all(group_of.get(d) is grp for d in rw.consumers(c)):
+        below, cost = state[c]
+        op = rw.op(c)
+        cost += not isinstance(op, TRIVIAL)
+        if not below and all(group_of.get(d) is grp for d in rw.consumers(c)):
             grp.members.add(c)
             group_of[c] = grp
             for i in rw.ins(c):
-                push(i, 0)
-        elif depth[c] < DUP_DEPTH and isinstance(rw.op(c), CHEAP) and all(
+                push(i, (False, 0))
+        elif isinstance(op, CHEAP) and cost <= DUP_DEPTH and len(grp.dups) < DUP_BUDGET and all(
                 _elementwise(rw, d) and rw.shape(d) == grp.space for d in rw.consumers(c)):
             grp.dups.add(c)
             dup_of.setdefault(c, set()).add(grp)
             for i in rw.ins(c):
-                push(i, depth[c] + 1)
+                push(i, (True, cost))
 
 
 def _needed(rw, grp):
