@@ -56,17 +56,24 @@ def _im2col_kernel(ctx, dt, geo):
                 col_off = b.sub(b.mul(kj, i64(dw)), i64(pw))
                 lo, hi = valid_range(b, OW, W, col_off, sw)
                 base = b.mul(b.add(b.mul(b.add(b.mul(c, KH), ki), KW), kj), ohw)
-                fill(b, cols, base, b.mul(rlo, OW), zero, dt)
-                fill(b, cols, b.add(base, b.mul(rhi, OW)), b.mul(b.sub(OH, rhi), OW), zero, dt)
-                with rolled_range(b, rhi, name="oh", start=rlo) as oh:
+                # one branch-free pass over every row (masked loads once vectorized): the
+                # rows are short, and split copies would become many tiny memcpy calls
+                with rolled_range(b, OH, name="oh") as oh:
+                    row_in = b.and_(b.icmp_signed(">=", oh, rlo), b.icmp_signed("<", oh, rhi))
                     ih = b.add(b.mul(oh, i64(sh)), row_off)
                     src = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
                     dst = b.add(base, b.mul(oh, OW))
-                    fill(b, cols, dst, lo, zero, dt)
-                    with vector_range(b, hi, name="ow", start=lo) as ow:
-                        v = load(b, x, b.add(src, b.mul(ow, i64(sw))), dt)
-                        store(b, v, cols, b.add(dst, ow), dt)
-                    fill(b, cols, b.add(dst, hi), b.sub(OW, hi), zero, dt)
+                    with vector_range(b, OW, name="ow") as ow:
+                        inside = b.and_(row_in, b.and_(b.icmp_signed(">=", ow, lo),
+                                                       b.icmp_signed("<", ow, hi)))
+                        before = b.block
+                        with b.if_then(inside):
+                            v = load(b, x, b.add(src, b.mul(ow, i64(sw))), dt)
+                            loaded = b.block
+                        val = b.phi(v.type)
+                        val.add_incoming(v, loaded)
+                        val.add_incoming(zero, before)
+                        store(b, val, cols, b.add(dst, ow), dt)
     b.ret_void()
     return fn
 
