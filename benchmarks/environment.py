@@ -97,7 +97,7 @@ def blas_kernels() -> dict:
             found = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
             out["torch"] = (f"BLAS {found.group(1) if found else '?'}, CPU capability "
                             f"{torch.backends.cpu.get_cpu_capability()}, "
-                            f"{torch.get_num_threads()} intra-op threads")
+                            f"intra-op threads {torch.get_num_threads()}")
         except Exception as exc:
             out["torch"] = f"unavailable: {type(exc).__name__}"
     try:

@@ -81,7 +81,8 @@ def markdown(result: dict, titles: dict) -> str:
                        "the core count): absolute times are inflated and noisy, and "
                        "multi-threaded libraries suffer most.")
     out += ["", "`x symgraph` is a framework's median divided by symgraph's: above 1, "
-            "symgraph is faster. `check` compares the first outputs (for training steps, the "
+            "symgraph is faster. IQR is the interquartile range (the full range below four "
+            "measurements). `compile` is the time to build the callable. `check` compares the first outputs (for training steps, the "
             "first two losses) with the hand-written numpy version.", ""]
     out.append("| workload | case | framework | median | IQR | x symgraph | compile | check | note |")
     out.append("| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |")

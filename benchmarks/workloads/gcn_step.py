@@ -70,7 +70,7 @@ def build_symgraph(data) -> Bench:
             vhat = v1 / (1 - BETA2 ** t1)
             updates += [(m, m1), (v, v1), (p, p - LR * mhat / (sg.sqrt(vhat) + EPS))]
         f, seconds = peers.compile_symgraph([], loss, updates=updates)
-    return Bench(lambda: f(), compile_seconds=seconds)
+    return Bench(lambda: f(), compile_seconds=seconds, compiled=f)
 
 
 def build_numpy(data) -> Bench:
