@@ -9,8 +9,7 @@ import numpy as np
 
 from .errors import GradientError
 from .op import format_source
-from .types import fmt_shape
-from .types import is_float
+from .types import fmt_shape, is_float
 
 
 def _api():
