@@ -86,6 +86,7 @@ def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=Non
     ptrs = [typed_ptr(b, a, dt) for a in fn.args[:len(ptr_names)]]
     P, H, W, OH, OW = name_args(fn, ["P", "H", "W", "OH", "OW"])
     plane_in, plane_out = b.mul(H, W), b.mul(OH, OW)
+    static_width = type(shape[0][3]) is int
     if zero_out is not None:
         with b.if_then(zero_out(b, H, W, OH, OW)):
             fill(b, ptrs[0], i64(0), b.mul(P, plane_in), constant(dt, 0.0), dt)
@@ -100,7 +101,10 @@ def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=Non
             out_row = b.add(base_out, b.mul(oh, OW))
 
             def run(lo, hi, checked, step=None):
-                loop = for_range if checked else vector_range
+                # rows of a static width: force vectorization past the cost model's
+                # doubt about short rows (with symbolic widths LLVM may not prove it
+                # legal for the gradient's strided stores, and would warn)
+                loop = vector_range if static_width and not checked else for_range
                 with loop(b, hi, name="ow", start=lo) as ow:
                     taps = _taps(b, op, base_in, oh, ow, H, W, checked)
                     pixel(b, ptrs, taps, b.add(out_row, ow), checked, step)

@@ -112,8 +112,9 @@ def check_output_fits(ctx, nid, oh, ow):
             bad = t if bad is None else ctx.builder.or_(bad, t)
     if bad is not None:
         op = ctx.graph.op(nid)
-        ctx.fail_if(bad, f"{ctx.node_where(nid)}: the kernel span (dilation {op.dilation}, "
-                         f"kernel of the weights) does not fit the padded input (padding "
+        kernel = getattr(op, "kernel_size", None) or "of the weights"
+        ctx.fail_if(bad, f"{ctx.node_where(nid)}: the kernel span (kernel {kernel}, dilation "
+                         f"{op.dilation}) does not fit the padded input (padding "
                          f"{op.padding}), so the output would have no pixels")
 
 
