@@ -79,8 +79,12 @@ def test_batches_larger_than_one_chunk(monkeypatch):
     """A small chunk budget splits the batch into chunks of batched GEMM calls (the last
     one partial); the shapes here are used by no other test, so nothing is cached."""
     from symgraph.compiler import lower_conv
-    monkeypatch.setattr(lower_conv, "CHUNK_BYTES", 3 * 5 * 9 * 7 * 7 * 8 * 2)
+    cols = 5 * 9 * 7 * 7 * 8  # bytes of one image's columns
+    monkeypatch.setattr(lower_conv, "CHUNK_BYTES", 2 * cols + 100)  # 2 images, or 1 (gw)
     ref, nat = both(conv_net, ((None, 5, 7, 7), "float64"), ((2, 5, 3, 3), "float64"))
+    plan = nat.memory_plan
+    env = {s: 6 for s in nat.artifact.manifest["symbols"]}
+    assert max(sg.dims.evaluate(plan.slots[k], env) for k in plan.temps.values()) < 3 * cols
     w = RNG.standard_normal((2, 5, 3, 3))
     for n in (1, 2, 5, 6):
         x = RNG.standard_normal((n, 5, 7, 7))
