@@ -112,8 +112,31 @@ class NativeFunction:
                 return None
         return args
 
+    def _quick_bind(self, args):
+        """(args, dims) when every argument is already a C-contiguous array of its dtype
+        and the sizes agree, else None (the full check then runs and explains)."""
+        specs = self.signature.args
+        if len(args) != len(specs):
+            return None
+        env = {}
+        for a, spec in zip(args, specs):
+            if type(a) is not np.ndarray or a.dtype is not spec.dtype \
+                    or a.ndim != len(spec.shape) or not a.flags.c_contiguous:
+                return None
+            for got, want in zip(a.shape, spec.shape):
+                if type(want) is int:
+                    if got != want:
+                        return None
+                elif env.setdefault(want, got) != got:
+                    return None
+        for req in self.signature.requirements:
+            if D.evaluate(req.left, env) != D.evaluate(req.right, env):
+                return None
+        return args, env
+
     def _call(self, args):
-        arrays, env = self.signature.bind(args)
+        bound = None if self._array_entry is None else self._quick_bind(args)
+        arrays, env = bound if bound is not None else self.signature.bind(args)
         st = self._state()
         outs = []
         for dt, shape in self.outputs:
