@@ -38,8 +38,17 @@ def cache_dir():
     return Path(base) / "symgraph"
 
 
-@functools.lru_cache(maxsize=None)
 def _versions() -> str:
+    return _static_versions() + _parallel_tag()
+
+
+def _parallel_tag() -> str:
+    from .parallel import available as parallel_loops
+    return f"|parallel {parallel_loops()}"
+
+
+@functools.lru_cache(maxsize=None)
+def _static_versions() -> str:
     """Versions that change generated code, including a digest of the compiler's own
     sources, so a changed code generator never reuses an old entry."""
     import llvmlite

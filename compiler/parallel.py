@@ -1,5 +1,10 @@
 """Multi-core loops: a kernel's outermost loop split across threads by libgomp.
 
+Off unless ``SYMGRAPH_PARALLEL=1``: on the 2-core development machine libgomp's
+spinning threads and OpenBLAS's own pool fought over the cores (an MLP step went from
+18 ms to 214 ms with both active under load), so splitting loops stays opt-in until
+it is measured on an idle machine with more cores.
+
 Generated code calls ``GOMP_parallel(worker, data, 0, 0)`` (0 threads: libgomp's
 default, one per core or OMP_NUM_THREADS), and each thread runs the kernel on its
 share [lo, hi) of the outermost axis. Only kernels whose outermost axis is not reduced
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import ctypes.util
 import functools
+import os
 
 from llvmlite import ir
 
@@ -23,9 +29,15 @@ GOMP_SYMBOLS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
 
 
 @functools.lru_cache(maxsize=None)
-def available() -> bool:
-    """libgomp is a system library (gcc's runtime); without it code stays serial."""
+def _libgomp_found() -> bool:
     return ctypes.util.find_library("gomp") is not None
+
+
+def available() -> bool:
+    """Split loops only when asked (SYMGRAPH_PARALLEL=1) and libgomp, gcc's runtime
+    library, is installed; otherwise code stays serial."""
+    flag = os.environ.get("SYMGRAPH_PARALLEL", "0").strip().lower()
+    return flag not in ("", "0", "off", "false", "no") and _libgomp_found()
 
 
 def _decl(ctx, name, fnty):

@@ -259,3 +259,23 @@ def test_native_errors_are_python_errors():
     f = sg.function([x], sg.max(x), mode="native")
     with pytest.raises(InputError, match="empty"):
         f(np.zeros(0, np.float32))
+
+
+def test_parallel_loops_when_enabled_match_serial(tmp_path):
+    code = """
+        import numpy as np, symgraph as sg
+        x = sg.placeholder(shape=(None, 300), name="x")
+        f = sg.function([x], [sg.tanh(x) * 2.0 + x, sg.sum(sg.exp(x * 0.1), axis=1)])
+        a = np.random.default_rng(0).standard_normal((1000, 300)).astype(np.float32)
+        u, v = f(a)
+        np.testing.assert_allclose(u, np.tanh(a) * 2 + a, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(v, np.exp(a * 0.1).sum(1), rtol=1e-5)
+        print("GOMP_parallel" in f.llvm_ir)
+    """
+    env = {"SYMGRAPH_CACHE_DIR": str(tmp_path)}
+    on = _run(code, dict(env, SYMGRAPH_PARALLEL="1"))
+    off = _run(code, dict(env, SYMGRAPH_PARALLEL="0"))
+    assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
+    from symgraph.compiler.parallel import _libgomp_found
+    assert on.stdout.split() == [str(_libgomp_found())]
+    assert off.stdout.split() == ["False"]
