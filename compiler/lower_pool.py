@@ -7,7 +7,8 @@ vectorizes along the row; border pixels take a checked one, where a tap in the p
 reads -inf (max) or 0 (average, counted in the divisor). MaxPool2dGrad and
 MaxPool2dSelect recompute each window's FIRST maximum in row-major tap order (a NaN
 wins, as numpy's argmax), exactly as the reference, so the forward pass records
-nothing. AvgPool2dGrad is the col2im of g / (KH*KW).
+nothing. AvgPool2dGrad is the col2im of g / (KH*KW). Kernels cover a range of planes,
+so ``parallel.call_kernel`` may share the planes among threads (when enabled).
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from symgraph.ops.pool import (AvgPool2d, AvgPool2dGrad, MaxPool2d, MaxPool2dGra
                                MaxPool2dSelect)
 from .codegen import lowers
 from .irutil import I1, I32, call_intrinsic, for_range, i64, load, store, typed_ptr, value_type
-from .window_loops import (check_output_fits, emit_col2im, fill, geometry, name_args,
-                           rolled_range, smax, valid_range, vector_range)
 from .lower_scalar import constant
 from .lowerings import new_kernel
+from .parallel import call_kernel
+from .window_loops import (check_output_fits, emit_col2im, fill, geometry, name_args,
+                           rolled_range, smax, valid_range, vector_range)
 
 
 class Tap(NamedTuple):
@@ -78,24 +80,26 @@ def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=Non
 
     Interior pixels of a row are visited ``passes`` times (``step`` 0, 1, ...; border
     pixels once, with step None), for bodies that vectorize better split in parts.
+    The kernel covers the planes [lo, hi), so threads can share the planes.
     """
     op = ctx.graph.op(nid)
     dt = ctx.type(nid).dtype
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_size, *geometry(op)
-    fn, b = new_kernel(ctx, prefix, len(ptr_names), 5, ptr_names)
+    fn, b = new_kernel(ctx, prefix, len(ptr_names), 7, ptr_names)
     ptrs = [typed_ptr(b, a, dt) for a in fn.args[:len(ptr_names)]]
-    P, H, W, OH, OW = name_args(fn, ["P", "H", "W", "OH", "OW"])
+    lo, hi, _, H, W, OH, OW = name_args(fn, ["lo", "hi", "P", "H", "W", "OH", "OW"])
     plane_in, plane_out = b.mul(H, W), b.mul(OH, OW)
     static_width = type(shape[0][3]) is int
     if zero_out is not None:
         with b.if_then(zero_out(b, H, W, OH, OW)):
-            fill(b, ptrs[0], i64(0), b.mul(P, plane_in), constant(dt, 0.0), dt)
+            fill(b, ptrs[0], b.mul(lo, plane_in), b.mul(b.sub(hi, lo), plane_in),
+                 constant(dt, 0.0), dt)
     # outputs whose first and last taps (hence all) are inside the input
     rlo, _ = valid_range(b, OH, H, i64(-ph), sh)
     rhi = smax(b, valid_range(b, OH, H, i64((kh - 1) * dh - ph), sh)[1], rlo)
     clo, _ = valid_range(b, OW, W, i64(-pw), sw)
     chi = smax(b, valid_range(b, OW, W, i64((kw - 1) * dw - pw), sw)[1], clo)
-    with rolled_range(b, P, name="p") as p:
+    with rolled_range(b, hi, name="p", start=lo) as p:
         base_in, base_out = b.mul(p, plane_in), b.mul(p, plane_out)
         with rolled_range(b, OH, name="oh") as oh:
             out_row = b.add(base_out, b.mul(oh, OW))
@@ -119,8 +123,8 @@ def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=Non
                     run(i64(0), OW, True)
     b.ret_void()
     n, c, h, w = shape[0]
-    args = [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids]
-    ctx.builder.call(fn, args + [ctx.dim(d) for d in (D.mul(n, c), h, w) + tuple(shape[1])])
+    call_kernel(ctx, fn, [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids],
+                [D.mul(n, c), h, w, *shape[1]], splittable=True)
 
 
 def _first_max(b, x, taps, dt, others=()):
@@ -254,13 +258,14 @@ def lower_avg_pool2d_grad(ctx, nid):
     n, c, h, w = ctx.type(nid).shape
     oh, ow = ctx.type(g).shape[2:]
     kh, kw = op.kernel_size
-    fn, b = new_kernel(ctx, "k.avg_pool2d_grad", 2, 5, ["gx", "g"])
+    fn, b = new_kernel(ctx, "k.avg_pool2d_grad", 2, 7, ["gx", "g"])
     gx, gs = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
-    P, H, W, OH, OW = name_args(fn, ["P", "H", "W", "OH", "OW"])
-    fill(b, gx, i64(0), b.mul(P, b.mul(H, W)), constant(dt, 0.0), dt)
+    lo, hi, _, H, W, OH, OW = name_args(fn, ["lo", "hi", "P", "H", "W", "OH", "OW"])
+    fill(b, gx, b.mul(lo, b.mul(H, W)), b.mul(b.sub(hi, lo), b.mul(H, W)),
+         constant(dt, 0.0), dt)
     plane_out = b.mul(OH, OW)
-    emit_col2im(b, dt, geometry(op), gx, gs, P, (H, W), (i64(kh), i64(kw)), (OH, OW),
+    emit_col2im(b, dt, geometry(op), gx, gs, (lo, hi), (H, W), (i64(kh), i64(kw)), (OH, OW),
                 lambda p, ki, kj: b.mul(p, plane_out), divisor=constant(dt, kh * kw))
     b.ret_void()
-    ctx.builder.call(fn, [ctx.buffer(nid), ctx.buffer(g)]
-                     + [ctx.dim(d) for d in (D.mul(n, c), h, w, oh, ow)])
+    call_kernel(ctx, fn, [ctx.buffer(nid), ctx.buffer(g)], [D.mul(n, c), h, w, oh, ow],
+                splittable=True)

@@ -122,9 +122,10 @@ def geometry(op):
     return tuple(op.stride), tuple(op.padding), tuple(op.dilation)
 
 
-def emit_col2im(b, dt, geo, out, src, n_rows, hw, khw, ohw, src_row, divisor=None):
+def emit_col2im(b, dt, geo, out, src, rows, hw, khw, ohw, src_row, divisor=None):
     """out[r, ih, iw] += src[src_row(r, ki, kj) + oh*OW + ow] (/ divisor) over every tap
-    (ki, kj) and output pixel (oh, ow) whose input pixel (ih, iw) is inside the image.
+    (ki, kj) and output pixel (oh, ow) whose input pixel (ih, iw) is inside the image,
+    for the rows r in ``rows`` (a count, or a (start, stop) pair).
 
     Taps outermost, as in the reference col2im, so each input pixel sums its terms in
     the same order. ``out`` must be zero on entry.
@@ -132,7 +133,8 @@ def emit_col2im(b, dt, geo, out, src, n_rows, hw, khw, ohw, src_row, divisor=Non
     (sh, sw), (ph, pw), (dh, dw) = geo
     (H, W), (KH, KW), (OH, OW) = hw, khw, ohw
     plane = b.mul(H, W)
-    with rolled_range(b, n_rows, name="c") as c:
+    start, stop = rows if isinstance(rows, tuple) else (None, rows)
+    with rolled_range(b, stop, name="c", start=start) as c:
         with rolled_range(b, KH, name="ki") as ki:
             row_off = b.sub(b.mul(ki, i64(dh)), i64(ph))
             rlo, rhi = valid_range(b, OH, H, row_off, sh)
