@@ -99,7 +99,6 @@ def _gemm_batch(ctx, b, dt, trans, mnk, A, B, C, strides, count):
     A). Empty products skip BLAS; with k = 0 the C[i] are zero-filled.
     """
     m, n, k = mnk
-    ta, tb = trans
     sa, sb, sc = strides
     zero = i64(0)
     nonempty = b.and_(b.and_(b.icmp_signed(">", m, zero), b.icmp_signed(">", n, zero)),
@@ -169,7 +168,7 @@ class _Shapes:
 _DIMS = ["N", "C", "H", "W", "O", "KH", "KW", "OH", "OW", "B"]
 
 
-def _driver(ctx, nid, prefix, ptr_names, shapes):
+def _driver(ctx, nid, prefix, ptr_names):
     """The kernel of one node: typed pointers (the last is the workspace) and named sizes,
     plus the products it keeps reusing."""
     dt = ctx.type(nid).dtype
@@ -227,8 +226,7 @@ def lower_conv2d(ctx, nid):
     shapes = _conv2d_shapes(op, ctx.type(x), ctx.type(w), ctx.type(nid))
     check_output_fits(ctx, nid, *ctx.type(nid).shape[2:])
     dt = ctx.type(nid).dtype
-    fn, b, (y, xs, ws, cols), d = _driver(ctx, nid, "k.conv2d", ["y", "x", "w", "cols"],
-                                          shapes)
+    fn, b, (y, xs, ws, cols), d = _driver(ctx, nid, "k.conv2d", ["y", "x", "w", "cols"])
     mnk = (d["O"], d["OHW"], d["CKK"])
     if shapes.cols_elems == 0:
         _gemm_batch(ctx, b, dt, (False, False), mnk, ws, xs, y,
@@ -263,7 +261,7 @@ def lower_conv2d_grad_input(ctx, nid):
     shapes = _grad_input_shapes(op, ctx.type(g), ctx.type(w), ctx.type(nid))
     dt = ctx.type(nid).dtype
     fn, b, (gx, gs, ws, cols), d = _driver(ctx, nid, "k.conv2d_grad_input",
-                                           ["gx", "g", "w", "cols"], shapes)
+                                           ["gx", "g", "w", "cols"])
     mnk = (d["CKK"], d["OHW"], d["O"])
     if shapes.cols_elems == 0:
         _gemm_batch(ctx, b, dt, (True, False), mnk, ws, gs, gx,
@@ -299,7 +297,7 @@ def lower_conv2d_grad_weight(ctx, nid):
     shapes = _grad_weight_shapes(op, ctx.type(x), ctx.type(g), ctx.type(nid))
     dt = ctx.type(nid).dtype
     fn, b, (gw, xs, gs, work), d = _driver(ctx, nid, "k.conv2d_grad_weight",
-                                           ["gw", "x", "g", "work"], shapes)
+                                           ["gw", "x", "g", "work"])
     direct = shapes.cols_elems == 0
     size = b.mul(d["O"], d["CKK"])
     fill(b, gw, i64(0), size, constant(dt, 0.0), dt)
