@@ -4,7 +4,11 @@ Times, for the layers of a small CNN on 28x28x1 images (batch 64, float32):
 conv2d forward plus both gradients (the work of one training step of that layer), and
 the whole SGD step conv3x3(16)-relu-maxpool-conv3x3(32)-relu-maxpool-dense(10) with
 cross entropy. Figures are the median (and minimum) of repetitions, wall clock and
-this process's CPU time; on a busy machine the CPU time is the steadier figure.
+the process's CPU time (all its threads; spinning thread pools show up there).
+
+Each framework runs in a process of its own: thread pools that spin after their work
+(OpenBLAS, libgomp, PyTorch's OpenMP) would otherwise steal the cores from the next
+framework measured. Results are checked against the numpy reference.
 
     python benchmarks/bench_conv.py            # all
     python benchmarks/bench_conv.py --quick    # fewer repetitions
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -73,24 +79,24 @@ def layer_torch(xs, ws):
     return run
 
 
-def bench_layers(reps):
+def layer_runner(runner, xs, ws):
+    if runner == "torch":
+        return layer_torch(xs, ws)
+    return layer_symgraph(xs, ws, "reference" if runner == "reference" else "native")
+
+
+def bench_layers(runner, reps):
     rng = np.random.default_rng(0)
     for name, (xs, ws) in LAYERS.items():
         args = [rng.standard_normal(s).astype(np.float32)
                 for s in (xs, ws, (xs[0], ws[0]) + xs[2:])]
-        runners = {"native": layer_symgraph(xs, ws, "native"),
-                   "numpy reference": layer_symgraph(xs, ws, "reference")}
-        try:
-            runners["torch"] = layer_torch(xs, ws)
-        except ImportError:
-            pass
-        want = runners["numpy reference"](*args)
-        print(f"\nconv2d forward + backward, {name}: x {xs}, w {ws}")
-        for label, f in runners.items():
-            got = f(*args)
-            err = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-30))
-                      for a, b in zip(got, want))
-            print(f"  {label:16s} {fmt(measure(lambda: f(*args), reps))}   rel err {err:.1e}")
+        f = layer_runner(runner, xs, ws)
+        got = f(*args)
+        want = got if runner == "reference" else layer_symgraph(xs, ws, "reference")(*args)
+        err = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-30))
+                  for a, b in zip(got, want))
+        print(f"conv2d forward + backward, {name}: {fmt(measure(lambda: f(*args), reps))}"
+              f"   rel err {err:.1e}", flush=True)
 
 
 # -- the whole training step --------------------------------------------------------------------
@@ -137,46 +143,61 @@ def cnn_step_torch(params, lr=0.01):
     return step
 
 
-def bench_step(reps):
+def bench_step(runner, reps):
     rng = np.random.default_rng(1)
     xb = rng.standard_normal((BATCH, 1, 28, 28)).astype(np.float32)
     yb = rng.integers(0, 10, BATCH)
     params = init_params()
-    print(f"\nCNN SGD step, batch {BATCH}: conv3x3(16)-relu-maxpool-conv3x3(32)-relu-maxpool-"
-          "dense(10), cross entropy")
-    t0 = time.perf_counter()
-    native, _ = cnn_step_symgraph(params, "native")
-    print(f"  native build     {time.perf_counter() - t0:8.2f} s (compile cache may hit)")
-    reference, _ = cnn_step_symgraph(params, "reference")
-    print(f"  native           {fmt(measure(lambda: native(xb, yb), reps))}")
-    print(f"  numpy reference  {fmt(measure(lambda: reference(xb, yb), max(3, reps // 4)))}")
-    try:
+    if runner == "torch":
         import torch
-    except ImportError:
-        print("  torch            not installed")
-        return
-    step = cnn_step_torch(params)
-    xt, yt = torch.from_numpy(xb), torch.from_numpy(yb)
-    print(f"  torch eager      {fmt(measure(lambda: step(xt, yt), reps))}"
-          f"   ({torch.get_num_threads()} threads)")
+        step = cnn_step_torch(params)
+        xt, yt = torch.from_numpy(xb), torch.from_numpy(yb)
+        call = lambda: step(xt, yt)  # noqa: E731
+        note = f" ({torch.get_num_threads()} threads)"
+    else:
+        t0 = time.perf_counter()
+        step, _ = cnn_step_symgraph(params, runner)
+        call = lambda: step(xb, yb)  # noqa: E731
+        note = f" (built in {time.perf_counter() - t0:.2f} s, compile cache may hit)"
+        reps = reps if runner == "native" else max(3, reps // 4)
+    print(f"CNN SGD step:                          {fmt(measure(call, reps))}{note}",
+          flush=True)
+
+
+def run_one(runner, reps):
+    if runner == "torch":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("not installed")
+            return
+    bench_layers(runner, reps)
+    bench_step(runner, reps)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--runner", choices=RUNNERS, help="measure one framework, in this process")
     args = ap.parse_args()
     reps = 10 if args.quick else 40
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-               if k in os.environ}
-    try:
-        from symgraph.runtime.externals import blas_info
-        info = blas_info()
-    except Exception as e:  # noqa: BLE001  (the report line is optional)
-        info = f"unavailable ({e})"
+    if args.runner:
+        run_one(args.runner, reps)
+        return
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith(("OMP_", "GOMP_", "OPENBLAS_"))}
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, "
-          f"BLAS {info}, env {threads or 'default'}")
-    bench_layers(reps)
-    bench_step(reps)
+          f"thread settings {env or 'default'}")
+    print(f"batch {BATCH}, float32; CNN: conv3x3(16)-relu-maxpool-conv3x3(32)-relu-maxpool-"
+          "dense(10), cross entropy, SGD")
+    for runner in RUNNERS:
+        print(f"\n{RUNNERS[runner]}", flush=True)
+        cmd = [sys.executable, os.path.abspath(__file__), "--runner", runner]
+        subprocess.run(cmd + (["--quick"] if args.quick else []), check=True)
+
+
+RUNNERS = {"native": "symgraph native", "reference": "symgraph reference (numpy)",
+           "torch": "PyTorch eager"}
 
 
 if __name__ == "__main__":
