@@ -8,7 +8,7 @@ the process's CPU time (all its threads; spinning thread pools show up there).
 
 Each framework runs in a process of its own: thread pools that spin after their work
 (OpenBLAS, libgomp, PyTorch's OpenMP) would otherwise steal the cores from the next
-framework measured. Results are checked against the numpy reference.
+framework measured. Layer results are checked against the numpy reference.
 
     python benchmarks/bench_conv.py            # all
     python benchmarks/bench_conv.py --quick    # fewer repetitions
