@@ -61,8 +61,9 @@ def store(builder, value, base, index, dtype):
 
 
 @contextmanager
-def for_range(builder, count, name="i", start=None):
-    """``for i in range(start or 0, count)`` with named blocks; yields the i64 index."""
+def for_range(builder, count, name="i", start=None, loop_metadata=None):
+    """``for i in range(start or 0, count)`` with named blocks; yields the i64 index.
+    ``loop_metadata`` (optional) is attached to the back edge as ``!llvm.loop``."""
     start = start if start is not None else i64(0)
     pre = builder.block
     cond = builder.append_basic_block(f"{name}.cond")
@@ -77,7 +78,9 @@ def for_range(builder, count, name="i", start=None):
     yield idx
     nxt = builder.add(idx, i64(1), name=f"{name}.next", flags=["nsw", "nuw"])
     idx.add_incoming(nxt, builder.block)
-    builder.branch(cond)
+    back = builder.branch(cond)
+    if loop_metadata is not None:
+        back.set_metadata("llvm.loop", loop_metadata)
     builder.position_at_end(end)
 
 

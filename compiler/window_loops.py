@@ -57,19 +57,6 @@ def hinted_range(b, count, name="i", start=None, *, vectorize=False, unroll=True
     cost model, seeing a short static trip count (a 14-pixel row), would not (the rest
     runs scalar). ``unroll=False`` keeps an outer loop with a static count rolled: fully
     unrolled nests of rows and taps cost seconds of compile time and gain nothing."""
-    start = start if start is not None else i64(0)
-    pre = b.block
-    cond = b.append_basic_block(f"{name}.cond")
-    body = b.append_basic_block(f"{name}.body")
-    end = b.append_basic_block(f"{name}.end")
-    b.branch(cond)
-    b.position_at_end(cond)
-    idx = b.phi(I64, name=name)
-    idx.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", idx, count), body, end)
-    b.position_at_end(body)
-    yield idx
-    idx.add_incoming(b.add(idx, i64(1), name=f"{name}.next", flags=["nsw", "nuw"]), b.block)
     m = b.module
     hints = []
     if vectorize:
@@ -77,10 +64,8 @@ def hinted_range(b, count, name="i", start=None, *, vectorize=False, unroll=True
                                      ir.Constant(I1, 1)]))
     if not unroll:
         hints.append(m.add_metadata([ir.MetaDataString(m, "llvm.loop.unroll.disable")]))
-    br = b.branch(cond)
-    if hints:
-        br.set_metadata("llvm.loop", _LoopID(m, hints))
-    b.position_at_end(end)
+    with for_range(b, count, name, start, _LoopID(m, hints) if hints else None) as idx:
+        yield idx
 
 
 def vector_range(b, count, name="v", start=None):
