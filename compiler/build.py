@@ -16,7 +16,7 @@ from symgraph.op import format_source
 from . import target
 from .codegen import compile_program, ENTRY, ARRAY_ENTRY, ARRAY_DATA_OFFSET
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -71,6 +71,7 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
         "scratch_bytes": D.to_data(layout["scratch_bytes"]),
         "errors": layout["errors"],
         "external": layout["blas"],
+        "python_entry": layout["python_entry"],
     }
     art = Artifact(obj, manifest, ir_text if keep_ir else "", str(mod) if keep_ir else "",
                    {"lower": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2},

@@ -203,12 +203,15 @@ def compile_program(program, *, name="sg"):
             _copy(ctx, ctx.buffer(v), ctx.buffer(s), nbytes(g.type(s)))
     b.ret(ir.Constant(I32, 0))
     _emit_object_entry(module, fn, n_leaf - len(consts), len(consts), len(program.outputs))
+    from .pyentry import emit_for_program
+    python_entry = emit_for_program(module, fn, program, inputs, shared, len(consts), symbols,
+                                    plan.scratch_bytes)
 
     layout = {
         "inputs": inputs, "shared": shared, "constants": consts,
         "outputs": list(program.outputs), "symbols": symbols,
         "scratch_bytes": plan.scratch_bytes, "errors": list(ctx.errors),
-        "plan": plan, "blas": sorted(ctx.blas_symbols),
+        "plan": plan, "blas": sorted(ctx.blas_symbols), "python_entry": python_entry,
     }
     return str(module), layout
 

@@ -23,18 +23,21 @@ def _llvm():
 
 
 class LoadedCode:
-    """Machine code kept alive with its engine; ``entry`` is a ctypes function and
-    ``array_entry_addr`` the address of the fast entry taking ndarrays (or 0)."""
+    """Machine code kept alive with its engine; ``entry`` is a ctypes function,
+    ``array_entry_addr`` the address of the fast entry taking ndarrays (or 0) and
+    ``python_entry_addr`` that of the METH_FASTCALL entry (or 0)."""
 
-    def __init__(self, engine, entry_addr: int, array_entry_addr: int = 0):
+    def __init__(self, engine, entry_addr: int, array_entry_addr: int = 0,
+                 python_entry_addr: int = 0):
         self.engine = engine
         self.entry_addr = entry_addr
         self.entry = ENTRY_TYPE(entry_addr)
         self.array_entry_addr = array_entry_addr
+        self.python_entry_addr = python_entry_addr
 
 
 def load_object(obj: bytes, entry: str, external: dict | None = None,
-                array_entry: str | None = None) -> LoadedCode:
+                array_entry: str | None = None, python_entry: str | None = None) -> LoadedCode:
     """Link ``obj`` into a fresh engine; ``external`` maps symbol names to addresses."""
     llvm = _llvm()
     with _lock:
@@ -51,6 +54,7 @@ def load_object(obj: bytes, entry: str, external: dict | None = None,
         engine.finalize_object()
         addr = engine.get_function_address(entry)
         array_addr = engine.get_function_address(array_entry) if array_entry else 0
+        python_addr = engine.get_function_address(python_entry) if python_entry else 0
     if not addr:
         raise RuntimeError(f"compiled code has no entry point {entry!r}")
-    return LoadedCode(engine, addr, array_addr)
+    return LoadedCode(engine, addr, array_addr, python_addr)

@@ -8,6 +8,7 @@ from .jit import load_object
 from .native import NativeFunction
 from .signature import ArgSpec, Requirement, Signature
 from . import externals
+from .builtin import api_address
 
 
 def signature_from_manifest(m) -> Signature:
@@ -18,12 +19,17 @@ def signature_from_manifest(m) -> Signature:
 
 
 def native_function(object_code: bytes, manifest: dict, shared, constants) -> NativeFunction:
-    code = load_object(object_code, manifest["entry"], externals.addresses(manifest["external"]),
-                       manifest.get("array_entry"))
+    external = externals.addresses(manifest["external"])
+    py_entry = manifest.get("python_entry")
+    if py_entry:  # the CPython C API functions it calls, from this interpreter
+        external.update((name, api_address(name)) for name in py_entry["api"])
+    code = load_object(object_code, manifest["entry"], external, manifest.get("array_entry"),
+                       py_entry["name"] if py_entry else None)
     outputs = [(np.dtype(o["dtype"]), tuple(D.from_data(d) for d in o["shape"]))
                for o in manifest["outputs"]]
     return NativeFunction(code, signature_from_manifest(manifest), shared=shared,
                           constants=constants, outputs=outputs, symbols=manifest["symbols"],
                           scratch_bytes=D.from_data(manifest["scratch_bytes"]),
                           errors=manifest["errors"],
-                          array_data_offset=manifest.get("array_data_offset"))
+                          array_data_offset=manifest.get("array_data_offset"),
+                          python_entry=py_entry)

@@ -8,6 +8,10 @@ passed and native code reads their data pointers (no per-array ctypes objects); 
 fully static signature also gets a check that is a few identity and tuple comparisons.
 The GIL is released during the native call (ctypes), and each thread has its own
 pointer tables and scratch workspace, so concurrent calls of one function are safe.
+
+Where the interpreter allows it (runtime/builtin.py), ``builtin()`` gives a Python
+builtin whose native code does all of this itself on the happy path and calls
+``_fallback`` (the path here) for everything else.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 
 from symgraph import dims as D
 from symgraph.errors import CallShapeError, InputError
+from . import builtin as _builtin
 
 ALIGN = 64
 # i64 slots after the dim values in the ``dims`` array: code that fails leaves there the
@@ -34,7 +39,7 @@ def _array_layout_ok(offset: int) -> bool:
 
 class NativeFunction:
     def __init__(self, code, signature, *, shared, constants, outputs, symbols, scratch_bytes,
-                 errors, array_data_offset=None):
+                 errors, array_data_offset=None, python_entry=None):
         """``shared``: SharedStorage objects in argument order; ``outputs``: (dtype, dims)."""
         self.code = code
         self.signature = signature
@@ -64,6 +69,38 @@ class NativeFunction:
         self._fast_specs = [(a.dtype, tuple(a.shape), _c_strides(a.shape, a.dtype))
                             for a in signature.args] if self._static else None
         self._out_shapes = [s for _, s in self.outputs] if self._static_outputs else None
+        self._python_entry = python_entry
+        self._builtins: dict = {}
+        self.fallback_calls = 0   # calls the builtin handed to Python (observed by tests)
+        updated = (python_entry or {}).get("updated") or [True] * len(self.shared)
+        self._updated = [s for s, u in zip(self.shared, updated) if u]
+
+    # -- the native builtin ------------------------------------------------------------
+    def builtin(self, single: bool):
+        """A builtin ``f(*args)`` returning the output (``single``) or the list of outputs,
+        or None when this interpreter cannot run the native entry."""
+        if single in self._builtins:
+            return self._builtins[single].fn
+        info, addr = self._python_entry, self.code.python_entry_addr
+        if not addr or not _builtin.available(info):
+            return None
+        if info["error_values"] != ERROR_VALUES:
+            raise RuntimeError("compiled code leaves a different number of error values")
+
+        def fallback(*args):
+            self.fallback_calls += 1
+            outs = self._call(args)
+            return outs[0] if single else outs
+
+        def raise_error(rc, *values):
+            raise self._error_from(rc, values)
+
+        holder = _builtin.Builtin(addr, info, fallback=fallback, raise_error=raise_error,
+                                  shared=self.shared, constants_addr=self._const_addr,
+                                  input_dtypes=[a.dtype for a in self.signature.args],
+                                  output_dtypes=[dt for dt, _ in self.outputs], single=single)
+        self._builtins[single] = holder
+        return holder.fn
 
     # -- per-thread state ------------------------------------------------------------
     def _state(self):
@@ -137,6 +174,8 @@ class NativeFunction:
     def _call(self, args):
         bound = None if self._array_entry is None else self._quick_bind(args)
         arrays, env = bound if bound is not None else self.signature.bind(args)
+        if self._updated:
+            arrays = self._unalias(arrays)
         st = self._state()
         outs = []
         for dt, shape in self.outputs:
@@ -168,14 +207,24 @@ class NativeFunction:
             raise self._error(rc, st)
         return outs
 
+    def _unalias(self, arrays):
+        """Inputs are values at call time: one sharing memory with a shared variable the
+        call updates is copied first, so no update can change it under the code."""
+        values = [s.value for s in self._updated]
+        return [a.copy() if any(np.may_share_memory(a, v) for v in values) else a
+                for a in arrays]
+
     def _error(self, rc: int, st) -> Exception:
+        n = len(self.symbols)
+        return self._error_from(rc, st[1][n:n + ERROR_VALUES])
+
+    def _error_from(self, rc: int, values) -> Exception:
         """An error entry is a message, or {"type", "message"} with ``{k}`` fields that are
         filled with the values the failing code left after the dims."""
         entry = self.errors[rc - 1] if 0 < rc <= len(self.errors) else f"native error code {rc}"
         if isinstance(entry, str):
             return CallShapeError(entry)
-        n = len(self.symbols)
-        return _ERROR_TYPES[entry["type"]](entry["message"].format(*st[1][n:n + ERROR_VALUES]))
+        return _ERROR_TYPES[entry["type"]](entry["message"].format(*values))
 
 
 def _c_strides(shape, dtype) -> tuple:

@@ -91,7 +91,20 @@ class Function:
                        nan_guard=self.nan_guard)
 
     # -- calling ---------------------------------------------------------------------
+    _fast = None   # the native builtin, once known usable (no checker, native mode)
+
     def __call__(self, *args):
+        fast = self._fast
+        if fast is not None:
+            return fast(*args)
+        return self._call(args)
+
+    def _call(self, args):
+        if self._checker is None and self._native is not None and self._fast is None:
+            fast = self._native.builtin(self._single)
+            if fast is not None:
+                self._fast = fast
+                return fast(*args)
         if self._checker is not None:
             self._checker.check(args)
         if self._native is not None:
