@@ -19,10 +19,10 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph import dims as D
+from .checks import ERROR_VALUES   # i64 slots after the dims where failing code leaves values
 from .irutil import I1, I32, I64, PTR, VOID, DimEmitter, i64, if_then
 
 PY_ENTRY = "sg_pycall"
-ERROR_VALUES = 4          # i64 slots after the dims where failing code leaves its values
 ALIGN = 64                # scratch alignment, as the runtime's ctypes path
 ARRAY_FIELDS = {"ob_type": 8, "data": 16, "nd": 24, "dimensions": 32, "descr": 56,
                 "flags": 64}
