@@ -92,8 +92,6 @@ class Builtin:
     def __init__(self, address, info, *, fallback, raise_error, shared, constants_addr,
                  input_dtypes, output_dtypes, single):
         slots = info["context"]
-        self.descrs = [np.dtype(d) for d in input_dtypes] + \
-            [np.dtype(s.dtype) for s in shared] + [np.dtype(d) for d in output_dtypes]
         self.fallback, self.raise_error, self.shared = fallback, raise_error, list(shared)
         self.value_name = sys.intern("value")
         api = _numpy_api(tuple(sorted(info["numpy_api"].items())))
@@ -106,12 +104,12 @@ class Builtin:
         ctx[slots["array_empty"]] = api["PyArray_Empty"]
         ctx[slots["single"]] = int(single)
         for k, d in enumerate(input_dtypes):
-            ctx[slots["input_descr"] + k] = id(np.dtype(d))
+            ctx[slots["input_descr"] + k] = id(_canonical(d))
         for k, s in enumerate(self.shared):
             ctx[slots["shared_storage"] + k] = id(s)
-            ctx[slots["shared_descr"] + k] = id(np.dtype(s.dtype))
+            ctx[slots["shared_descr"] + k] = id(_canonical(s.dtype))
         for k, d in enumerate(output_dtypes):
-            ctx[slots["output_descr"] + k] = id(np.dtype(d))
+            ctx[slots["output_descr"] + k] = id(_canonical(d))
         self._scratch_slot = slots["scratch_block"]
         new_capsule = _api("PyCapsule_New", ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p,
                            ctypes.c_void_p)
@@ -126,6 +124,12 @@ class Builtin:
         block = self.context[self._scratch_slot]
         if block:
             _free(block)
+
+
+def _canonical(dtype) -> np.dtype:
+    """numpy's own instance of a builtin dtype: the descr of arrays numpy makes for it, so
+    the entry can compare descr pointers (an equal but distinct descr goes to Python)."""
+    return np.dtype(np.dtype(dtype).str)
 
 
 def _free(block: int) -> None:

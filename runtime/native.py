@@ -79,8 +79,12 @@ class NativeFunction:
     def builtin(self, single: bool):
         """A builtin ``f(*args)`` returning the output (``single``) or the list of outputs,
         or None when this interpreter cannot run the native entry."""
-        if single in self._builtins:
-            return self._builtins[single].fn
+        if single not in self._builtins:
+            self._builtins[single] = self._make_builtin(single)
+        holder = self._builtins[single]
+        return None if holder is None else holder.fn
+
+    def _make_builtin(self, single: bool):
         info, addr = self._python_entry, self.code.python_entry_addr
         if not addr or not _builtin.available(info):
             return None
@@ -99,8 +103,7 @@ class NativeFunction:
                                   shared=self.shared, constants_addr=self._const_addr,
                                   input_dtypes=[a.dtype for a in self.signature.args],
                                   output_dtypes=[dt for dt, _ in self.outputs], single=single)
-        self._builtins[single] = holder
-        return holder.fn
+        return holder
 
     # -- per-thread state ------------------------------------------------------------
     def _state(self):

@@ -336,3 +336,37 @@ def test_random_arguments_builtin_agrees_with_python_path(n, m, fn_dtype, arg_dt
                                    want, rtol=1e-6)
     else:
         assert isinstance(fast, tuple) and fast[0] == "InputError"
+
+
+def test_builtin_is_used_when_loaded_from_the_disk_cache(tmp_path):
+    code = """
+        import numpy as np, symgraph as sg
+        x = sg.placeholder(shape=(None,), name="x")
+        w = sg.shared(np.ones(3, np.float32), name="w")
+        f = sg.function([x], x * 2.0 + sg.sum(w), updates=[(w, w + 1.0)])
+        out = f(np.arange(3, dtype=np.float32))
+        print(f.artifact.cache, f._fast is not None, f._native.fallback_calls, out.tolist(),
+              w.get_value().tolist())
+    """
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=300) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    assert runs[0].stdout.split()[0] == "miss" and runs[1].stdout.split()[0] == "disk"
+    assert runs[0].stdout.split()[1:] == runs[1].stdout.split()[1:]
+    assert runs[1].stdout.split()[1:3] == ["True", "0"]
+
+
+def test_an_unexpected_array_layout_keeps_the_ctypes_path(monkeypatch):
+    from symgraph.runtime import builtin
+    builtin._layout_ok.cache_clear()
+    monkeypatch.setattr(builtin, "_read", lambda addr, ctype: -1)
+    try:
+        x = sg.placeholder(shape=(None,), name="x")
+        f = sg.function([x], x + 1.0)
+        np.testing.assert_array_equal(f(np.zeros(2, np.float32)), [1, 1])
+        assert f._fast is None
+    finally:
+        monkeypatch.undo()
+        builtin._layout_ok.cache_clear()
