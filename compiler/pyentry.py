@@ -87,8 +87,9 @@ class CheckedDims(DimEmitter):
         b = self.builder
         num, den = (self(x) for x in atom.args)
         zero = b.icmp_signed("==", den, i64(0))
-        self._flag(zero)
-        safe = b.select(zero, i64(1), den)
+        wraps = b.and_(b.icmp_signed("==", num, i64(-2**63)), b.icmp_signed("==", den, i64(-1)))
+        self._flag(b.or_(zero, wraps))
+        safe = b.select(b.or_(zero, wraps), i64(1), den)   # never trap on a bad division
         q, r = b.sdiv(num, safe), b.srem(num, safe)
         fix = b.and_(b.icmp_signed("!=", r, i64(0)),
                      b.icmp_signed("!=", b.icmp_signed("<", r, i64(0)),

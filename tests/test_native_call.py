@@ -370,3 +370,54 @@ def test_an_unexpected_array_layout_keeps_the_ctypes_path(monkeypatch):
     finally:
         monkeypatch.undo()
         builtin._layout_ok.cache_clear()
+
+
+# -- dims evaluated natively never wrap or trap --------------------------------------------
+def _checked_dim_fn(dim, symbols):
+    """A native ``i64 f(i64 *dims, i64 *bad)`` evaluating ``dim`` with CheckedDims."""
+    import ctypes
+    from llvmlite import ir
+    from symgraph.compiler import target
+    from symgraph.compiler.irutil import I64
+    from symgraph.compiler.pyentry import CheckedDims
+    from symgraph.runtime.jit import load_object
+    module = ir.Module(name="dimtest")
+    fn = ir.Function(module, ir.FunctionType(I64, [I64.as_pointer()] * 2), name="f")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    dims = CheckedDims(b, fn.args[0], {s: k for k, s in enumerate(symbols)})
+    value = dims(dim)
+    b.store(b.zext(dims.bad, I64), fn.args[1])
+    b.ret(value)
+    obj = target.emit_object(target.parse_and_optimize(str(module)))
+    code = load_object(obj, "f")
+    call = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)(code.entry_addr)
+
+    def run(*values):
+        arr, bad = (ctypes.c_int64 * len(symbols))(*values), ctypes.c_int64(0)
+        out = call(ctypes.addressof(arr), ctypes.addressof(bad))
+        return None if bad.value else out
+    run.code = code
+    return run
+
+
+def test_checked_dims_flag_overflow_and_division_by_zero_and_agree_otherwise():
+    from symgraph import dims as D
+    n, k = D.SymDim.symbol("n"), D.SymDim.symbol("k")
+    cases = [n * n * n + 3 * k, D.floordiv(n, k), D.mod(n - 7, k), D.dmin(n, k) * 2,
+             D.floordiv(n * 4 + 1, k + 1)]
+    big = 2 ** 40
+    for dim in cases:
+        f = _checked_dim_fn(dim, ["k", "n"])
+        for kv, nv in [(3, 10), (1, 0), (5, 2), (2, 9), (7, -20), (0, 5), (2, big), (-1, 3)]:
+            try:
+                want = D.evaluate(dim, {"n": nv, "k": kv})
+            except ZeroDivisionError:
+                want = None
+            if want is not None and not -2 ** 63 <= want < 2 ** 63:
+                want = None
+            got = f(kv, nv)
+            if got is None:   # flagged: only when Python's value does not fit or divides by 0
+                assert want is None or any(abs(x) >= 2 ** 62 for x in (kv, nv, want)), \
+                    (dim, kv, nv)
+            else:
+                assert got == want, (dim, kv, nv, got, want)
