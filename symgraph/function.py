@@ -91,16 +91,18 @@ class Function:
                        nan_guard=self.nan_guard)
 
     # -- calling ---------------------------------------------------------------------
-    _fast = None   # the native builtin, once known usable (no checker, native mode)
+    _fast = None   # the native builtin, once known usable (native mode, no checker)
 
     def __call__(self, *args):
+        # The builtin checks, allocates, calls and updates natively, and hands any other
+        # call to the Python path of the runtime; so this stays one attribute read.
         fast = self._fast
         if fast is not None:
             return fast(*args)
         return self._call(args)
 
     def _call(self, args):
-        if self._checker is None and self._native is not None and self._fast is None:
+        if self._checker is None and self._native is not None:
             fast = self._native.builtin(self._single)
             if fast is not None:
                 self._fast = fast
