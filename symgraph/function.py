@@ -1,6 +1,8 @@
 """``sg.function``: the one place that wires front end, compiler and runtime together."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from .errors import GraphError
@@ -91,22 +93,23 @@ class Function:
                        nan_guard=self.nan_guard)
 
     # -- calling ---------------------------------------------------------------------
-    _fast = None   # the native builtin, once known usable (native mode, no checker)
-
-    def __call__(self, *args):
-        # The builtin checks, allocates, calls and updates natively, and hands any other
-        # call to the Python path of the runtime; so this stays one attribute read.
-        fast = self._fast
-        if fast is not None:
-            return fast(*args)
-        return self._call(args)
-
-    def _call(self, args):
+    def _dispatch(self, *args):
+        """Calls until the native builtin is known; then the builtin replaces this
+        method on the instance and ``f(...)`` is that builtin's call, with no Python frame
+        in between (the builtin hands any call it does not take to the runtime's Python
+        path itself)."""
         if self._checker is None and self._native is not None:
             fast = self._native.builtin(self._single)
             if fast is not None:
-                self._fast = fast
+                self._dispatch = fast
                 return fast(*args)
+        return self._call(args)
+
+    # ``f(*args)`` looks ``__call__`` up on the class; this property gives ``_dispatch``
+    # of the instance (the builtin once installed) through a C getter.
+    __call__ = property(operator.attrgetter("_dispatch"), doc="Call the compiled function.")
+
+    def _call(self, args):
         if self._checker is not None:
             self._checker.check(args)
         if self._native is not None:
