@@ -20,13 +20,14 @@ from llvmlite import ir
 
 from symgraph import dims as D
 from .checks import ERROR_VALUES   # i64 slots after the dims where failing code leaves values
-from .irutil import I1, I32, I64, PTR, VOID, DimEmitter, i64, if_then
+from .irutil import I1, I32, I64, PTR, VOID, DimEmitter, for_range, i64, if_then
 
 PY_ENTRY = "sg_pycall"
 ALIGN = 64                # scratch alignment, as the runtime's ctypes path
 ARRAY_FIELDS = {"ob_type": 8, "data": 16, "nd": 24, "dimensions": 32, "descr": 56,
                 "flags": 64}
 C_CONTIGUOUS, ALIGNED, WRITEABLE = 0x0001, 0x0100, 0x0400
+UNROLL_OVERLAP = 4        # inputs checked one by one against an updated shared variable
 NUMPY_API = {"PyArray_Empty": 184}   # index in numpy's _ARRAY_API table (steals the descr)
 HEADER = ("array_type", "fallback", "raise_error", "value_name", "constants", "array_empty",
           "scratch_block", "scratch_size", "scratch_busy", "single")
@@ -179,6 +180,7 @@ class _Emitter:
                                  + self.n_out + 1, "table")
         self.shape = self._array(I64, max([len(s) for _, s in spec["outputs"]] + [1]), "shape")
         self.errargs = self._array(_P, 1 + ERROR_VALUES, "errargs")
+        self.input_bytes = self._array(I64, self.n_in, "input_bytes")
         self.raised = b.alloca(_P, name="raised")
         ctx = b.call(self.api["PyCapsule_GetPointer"], [fn.args[0], ir.Constant(_P, None)])
         self.ctx = b.bitcast(ctx, I64.as_pointer(), name="ctx")
@@ -233,7 +235,9 @@ class _Emitter:
             data, count = self.check_array(obj, self.ctx_ptr("input_descr", k), shape,
                                            C_CONTIGUOUS | ALIGNED)
             b.store(data, self.elem(self.table, k))
-            ranges.append((data, b.mul(count, i64(np.dtype(dtype).itemsize))))
+            nbytes = b.mul(count, i64(np.dtype(dtype).itemsize))
+            b.store(nbytes, self.elem(self.input_bytes, k))
+            ranges.append((data, nbytes))
         for left, right in spec["requirements"]:
             self.require(b.icmp_signed("==", self.dim(left), self.dim(right)))
         self.require_dims_ok()
@@ -285,12 +289,24 @@ class _Emitter:
                 continue
             size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             lo = b.ptrtoint(data, I64)
-            hi = b.add(lo, i64(size))
+            self.require_disjoint(lo, b.add(lo, i64(size)), input_ranges)
+
+    def require_disjoint(self, lo, hi, input_ranges):
+        """No input's bytes overlap [lo, hi): unrolled for a few inputs, else a loop (the
+        IR stays linear in inputs + shared variables)."""
+        b = self.b
+
+        def check(start, nbytes):
+            a_lo = b.ptrtoint(start, I64)
+            overlap = b.and_(b.icmp_unsigned("<", a_lo, hi),
+                             b.icmp_unsigned("<", lo, b.add(a_lo, nbytes)))
+            self.require(b.not_(overlap))
+        if len(input_ranges) <= UNROLL_OVERLAP:
             for start, nbytes in input_ranges:
-                a_lo = b.ptrtoint(start, I64)
-                a_hi = b.add(a_lo, nbytes)
-                overlap = b.and_(b.icmp_unsigned("<", a_lo, hi), b.icmp_unsigned("<", lo, a_hi))
-                self.require(b.not_(overlap))
+                check(start, nbytes)
+            return
+        with for_range(b, i64(self.n_in), name="input") as k:
+            check(b.load(self.elem(self.table, k)), b.load(self.elem(self.input_bytes, k)))
 
     def allocate_outputs(self, base):
         b = self.b

@@ -425,3 +425,22 @@ def test_checked_dims_flag_overflow_and_division_by_zero_and_agree_otherwise():
                     (dim, kv, nv)
             else:
                 assert got == want, (dim, kv, nv, got, want)
+
+
+def test_overlap_check_with_many_inputs():
+    """More inputs than the overlap check unrolls: the loop form finds the alias too."""
+    w = sg.shared(np.arange(6, dtype=np.float32), name="w")
+    xs = [sg.placeholder(shape=(None,), name=f"x{k}") for k in range(7)]
+    total = xs[0]
+    for x in xs[1:]:
+        total = total + x
+    f = sg.function(xs, sg.sum(total), updates=[(w, w + 1.0)])
+    args = [np.ones(3, np.float32) * k for k in range(7)]
+    assert f(*args) == 3 * sum(range(7))
+    assert _fast(f)._native.fallback_calls == 0
+    for k in (0, 6):
+        alias = list(args)
+        alias[k] = w.get_value(borrow=True)[1:4]
+        want = float(sum(a.sum() for a in alias))
+        assert f(*alias) == want
+    assert f._native.fallback_calls == 2
