@@ -10,8 +10,8 @@ The GIL is released during the native call (ctypes), and each thread has its own
 pointer tables and scratch workspace, so concurrent calls of one function are safe.
 
 Where the interpreter allows it (runtime/builtin.py), ``builtin()`` gives a Python
-builtin whose native code does all of this itself on the happy path and calls
-``_fallback`` (the path here) for everything else.
+builtin whose native code does all of this itself on the happy path and hands every
+other call to ``_call`` here, which converts or explains.
 """
 from __future__ import annotations
 
