@@ -110,6 +110,7 @@ class Builtin:
             ctx[slots["shared_descr"] + k] = id(_canonical(s.dtype))
         for k, d in enumerate(output_dtypes):
             ctx[slots["output_descr"] + k] = id(_canonical(d))
+        self.slots = slots
         self._scratch_slot = slots["scratch_block"]
         new_capsule = _api("PyCapsule_New", ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p,
                            ctypes.c_void_p)
@@ -119,6 +120,10 @@ class Builtin:
                       ctypes.py_object)
         # ``module`` is any object the function keeps a reference to: this holder.
         self.fn = new_fn(ctypes.addressof(self.method), self.capsule, self)
+
+    def context_slot(self, name: str) -> int:
+        """The index of a named context slot (tests read and set the scratch flag)."""
+        return self.slots[name]
 
     def __del__(self):
         block = self.context[self._scratch_slot]

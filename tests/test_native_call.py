@@ -444,3 +444,34 @@ def test_overlap_check_with_many_inputs():
         want = float(sum(a.sum() for a in alias))
         assert f(*alias) == want
     assert f._native.fallback_calls == 2
+
+
+def test_a_busy_scratch_block_makes_the_call_use_its_own():
+    """While another call holds the cached scratch block, a call allocates its own."""
+    x = sg.placeholder(shape=(None, 8), name="x")
+    f = sg.function([x], sg.sum(sg.exp(x) @ np.ones((8, 4), np.float32), axis=0))
+    a = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    want = np.full(4, np.exp(a.astype(np.float64)).sum())
+    np.testing.assert_allclose(f(a), want, rtol=1e-5)
+    holder = f._native._builtins[True]
+    busy = holder.context_slot("scratch_busy")
+    holder.context[busy] = 1
+    try:
+        for _ in range(3):
+            np.testing.assert_allclose(f(a), want, rtol=1e-5)
+        assert holder.context[busy] == 1   # left to its holder
+    finally:
+        holder.context[busy] = 0
+    np.testing.assert_allclose(f(a), want, rtol=1e-5)
+    assert _fast(f)._native.fallback_calls == 0
+
+
+def test_a_dropped_function_frees_its_builtin_and_native_code():
+    import weakref
+    x = sg.placeholder(shape=(None,), name="x")
+    f = sg.function([x], x + 1.0)
+    f(np.zeros(2, np.float32))
+    native, holder = weakref.ref(f._native), weakref.ref(f._native._builtins[True])
+    del f
+    gc.collect()
+    assert native() is None and holder() is None
