@@ -27,7 +27,6 @@ ALIGN = 64                # scratch alignment, as the runtime's ctypes path
 ARRAY_FIELDS = {"ob_type": 8, "data": 16, "nd": 24, "dimensions": 32, "descr": 56,
                 "flags": 64}
 C_CONTIGUOUS, ALIGNED, WRITEABLE = 0x0001, 0x0100, 0x0400
-UNROLL_OVERLAP = 4        # inputs checked one by one against an updated shared variable
 NUMPY_API = {"PyArray_Empty": 184}   # index in numpy's _ARRAY_API table (steals the descr)
 HEADER = ("array_type", "fallback", "raise_error", "value_name", "constants", "array_empty",
           "scratch_block", "scratch_size", "scratch_busy", "single")
@@ -125,6 +124,9 @@ def emit_python_entry(module, entry, spec) -> dict | None:
     if not supported([s for _, s in spec["inputs"]], [s for _, s, _ in spec["shared"]],
                      spec["symbols"]):
         return None
+    # sg_entry is the body of every entry point: compiled once, called, never inlined
+    # (inlining would copy all kernels into each wrapper and double the optimizer's work)
+    entry.attributes.add("noinline")
     _Emitter(module, entry, spec).emit()
     slots = describe(len(spec["inputs"]), len(spec["shared"]), len(spec["outputs"]))
     return {"name": PY_ENTRY, "api": sorted(C_API), "numpy_api": NUMPY_API,
@@ -155,6 +157,13 @@ def _declare(module, name, fnty):
     return fn if fn is not None else ir.Function(module, fnty, name=name)
 
 
+def _all(b, preds):
+    out = preds[0]
+    for p in preds[1:]:
+        out = b.and_(out, p)
+    return out
+
+
 def _nonzero(b, v):
     return b.icmp_unsigned("!=", v, ir.Constant(v.type, None))
 
@@ -172,6 +181,10 @@ class _Emitter:
         fn = self.fn = ir.Function(module, ir.FunctionType(_P, [_P, _P.as_pointer(), I64]),
                                    name=PY_ENTRY)
         fn.args[0].name, fn.args[1].name, fn.args[2].name = "self", "args", "nargs"
+        # Straight-line glue around a call: LLVM's optimizer and SelectionDAG cost far more
+        # compile time on it (100+ ms for an MLP step) than they save per call (ns).
+        fn.attributes.add("optnone")
+        fn.attributes.add("noinline")
         b = self.b = ir.IRBuilder(fn.append_basic_block("entry"))
         self.held = self._array(_P, self.n_sh + self.n_out, "held", ir.Constant(_P, None))
         n_dims = len(spec["symbols"]) + ERROR_VALUES
@@ -229,19 +242,17 @@ class _Emitter:
     def emit(self):
         b, spec = self.b, self.spec
         self.require(b.icmp_signed("==", self.fn.args[2], i64(self.n_in)))
-        ranges = []
         for k, (dtype, shape) in enumerate(spec["inputs"]):
             obj = b.load(b.gep(self.fn.args[1], [i64(k)], inbounds=True), name=f"in{k}")
             data, count = self.check_array(obj, self.ctx_ptr("input_descr", k), shape,
                                            C_CONTIGUOUS | ALIGNED)
             b.store(data, self.elem(self.table, k))
-            nbytes = b.mul(count, i64(np.dtype(dtype).itemsize))
-            b.store(nbytes, self.elem(self.input_bytes, k))
-            ranges.append((data, nbytes))
-        for left, right in spec["requirements"]:
-            self.require(b.icmp_signed("==", self.dim(left), self.dim(right)))
-        self.require_dims_ok()
-        self.read_shared(ranges)
+            b.store(b.mul(count, i64(np.dtype(dtype).itemsize)), self.elem(self.input_bytes, k))
+        same = [b.icmp_signed("==", self.dim(left), self.dim(right))
+                for left, right in spec["requirements"]]
+        self.require(_all(b, same + [b.not_(self.dim.bad)]))
+        self.dim.bad = ir.Constant(I1, 0)
+        self.read_shared()
         base = self.n_in + self.n_sh
         consts = b.bitcast(self.ctx_ptr("constants"), _P.as_pointer())
         for j in range(spec["n_constants"]):
@@ -254,14 +265,17 @@ class _Emitter:
         """Exact ndarray type, ``descr``, rank, ``flags``; each dim static, or bound on
         first sight and equal after. Returns (data pointer, element count)."""
         b = self.b
+        # The type first: only an ndarray's fields may be read. Then one branch for the
+        # header and one for the dims (the emitted code runs unoptimized: few blocks).
         self.require(b.icmp_unsigned("==", self.field(obj, "ob_type", _P),
                                      self.ctx_ptr("array_type")))
-        self.require(b.icmp_unsigned("==", self.field(obj, "descr", _P), descr))
-        self.require(b.icmp_signed("==", self.field(obj, "nd", I32), ir.Constant(I32, len(shape))))
         got_flags = b.and_(self.field(obj, "flags", I32), ir.Constant(I32, flags))
-        self.require(b.icmp_signed("==", got_flags, ir.Constant(I32, flags)))
+        self.require(_all(b, [
+            b.icmp_unsigned("==", self.field(obj, "descr", _P), descr),
+            b.icmp_signed("==", self.field(obj, "nd", I32), ir.Constant(I32, len(shape))),
+            b.icmp_signed("==", got_flags, ir.Constant(I32, flags))]))
         dims = self.field(obj, "dimensions", I64.as_pointer())
-        count = i64(1)
+        count, same = i64(1), []
         for axis, want in enumerate(shape):
             got = b.load(b.gep(dims, [i64(axis)], inbounds=True), name=f"dim{axis}")
             if isinstance(want, str) and want not in self.bound:
@@ -269,44 +283,78 @@ class _Emitter:
                 b.store(got, self.elem(self.dims, self.spec["symbols"].index(want)))
             else:
                 want = self.bound[want] if isinstance(want, str) else i64(want)
-                self.require(b.icmp_signed("==", got, want))
+                same.append(b.icmp_signed("==", got, want))
             count = b.mul(count, got)
+        if same:
+            self.require(_all(b, same))
         return self.field(obj, "data", _P), count
 
-    def read_shared(self, input_ranges):
+    def read_shared(self):
         """Each shared variable's current array (a new reference, dropped on exit), checked
-        like an input and writable; no input may overlap one that is updated."""
+        like an input and writable; no input may overlap one that is updated. One loop
+        over tables of the static facts, so the IR does not grow with their number."""
+        if not self.n_sh:
+            return
         b = self.b
+        facts = [(len(shape), int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize,
+                  int(updated)) for dtype, shape, updated in self.spec["shared"]]
+        flat = [d for _, shape, _ in self.spec["shared"] for d in shape]
+        starts = np.cumsum([0] + [r for r, _, _ in facts])[:-1].tolist()
+        rank, nbytes, updated = (self.constant_table(f"shared.{what}", column)
+                                 for what, column in zip(("rank", "nbytes", "updated"),
+                                                         zip(*facts)))
+        start, shapes = self.constant_table("shared.start", starts), \
+            self.constant_table("shared.shape", flat or [0])
         name = self.ctx_ptr("value_name")
-        for j, (dtype, shape, updated) in enumerate(self.spec["shared"]):
-            value = self.call("PyObject_GetAttr", self.ctx_ptr("shared_storage", j), name)
+        with for_range(b, i64(self.n_sh), name="shared") as j:
+            value = self.call("PyObject_GetAttr", self.ctx_ptr_at("shared_storage", j), name)
             self.require(_nonzero(b, value), self.error_block)
             b.store(value, self.elem(self.held, j))
-            data, _ = self.check_array(value, self.ctx_ptr("shared_descr", j), shape,
-                                       C_CONTIGUOUS | ALIGNED | WRITEABLE)
-            b.store(data, self.elem(self.table, self.n_in + j))
-            if not updated:
-                continue
-            size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-            lo = b.ptrtoint(data, I64)
-            self.require_disjoint(lo, b.add(lo, i64(size)), input_ranges)
+            self.require(b.icmp_unsigned("==", self.field(value, "ob_type", _P),
+                                         self.ctx_ptr("array_type")))
+            flags = C_CONTIGUOUS | ALIGNED | WRITEABLE
+            got_flags = b.and_(self.field(value, "flags", I32), ir.Constant(I32, flags))
+            n_dims = b.load(self.elem(rank, j))
+            self.require(_all(b, [
+                b.icmp_unsigned("==", self.field(value, "descr", _P),
+                                self.ctx_ptr_at("shared_descr", j)),
+                b.icmp_signed("==", b.sext(self.field(value, "nd", I32), I64), n_dims),
+                b.icmp_signed("==", got_flags, ir.Constant(I32, flags))]))
+            dims = self.field(value, "dimensions", I64.as_pointer())
+            first = b.load(self.elem(start, j))
+            with for_range(b, n_dims, name="axis") as axis:
+                got = b.load(b.gep(dims, [axis], inbounds=True))
+                want = b.load(self.elem(shapes, b.add(first, axis)))
+                self.require(b.icmp_signed("==", got, want))
+            data = self.field(value, "data", _P)
+            b.store(data, self.elem(self.table, b.add(j, i64(self.n_in))))
+            with if_then(b, b.icmp_signed("!=", b.load(self.elem(updated, j)), i64(0)),
+                         name="updated"):
+                lo = b.ptrtoint(data, I64)
+                self.require_disjoint(lo, b.add(lo, b.load(self.elem(nbytes, j))))
 
-    def require_disjoint(self, lo, hi, input_ranges):
-        """No input's bytes overlap [lo, hi): unrolled for a few inputs, else a loop (the
-        IR stays linear in inputs + shared variables)."""
+    def constant_table(self, name, values):
+        """A private constant i64 array in the module."""
+        typ = ir.ArrayType(I64, len(values))
+        g = ir.GlobalVariable(self.module, typ, name=f"{PY_ENTRY}.{name}")
+        g.global_constant, g.linkage = True, "private"
+        g.initializer = ir.Constant(typ, [int(v) for v in values])
+        return g
+
+    def ctx_ptr_at(self, name, k):
+        """Context slot ``name`` + ``k`` (an i64 value) as a pointer."""
         b = self.b
+        slot = b.gep(self.ctx, [b.add(k, i64(self.slots[name]))], inbounds=True)
+        return b.inttoptr(b.load(slot), _P, name=name)
 
-        def check(start, nbytes):
-            a_lo = b.ptrtoint(start, I64)
-            overlap = b.and_(b.icmp_unsigned("<", a_lo, hi),
-                             b.icmp_unsigned("<", lo, b.add(a_lo, nbytes)))
-            self.require(b.not_(overlap))
-        if len(input_ranges) <= UNROLL_OVERLAP:
-            for start, nbytes in input_ranges:
-                check(start, nbytes)
-            return
+    def require_disjoint(self, lo, hi):
+        """No input's bytes overlap [lo, hi)."""
+        b = self.b
         with for_range(b, i64(self.n_in), name="input") as k:
-            check(b.load(self.elem(self.table, k)), b.load(self.elem(self.input_bytes, k)))
+            a_lo = b.ptrtoint(b.load(self.elem(self.table, k)), I64)
+            a_hi = b.add(a_lo, b.load(self.elem(self.input_bytes, k)))
+            self.require(b.not_(b.and_(b.icmp_unsigned("<", a_lo, hi),
+                                       b.icmp_unsigned("<", lo, a_hi))))
 
     def allocate_outputs(self, base):
         b = self.b
