@@ -410,7 +410,7 @@ class _Emitter:
         rc = b.call(self.entry, [b.bitcast(self.table, _P), b.bitcast(self.dims, _P)], name="rc")
         self.call("PyEval_RestoreThread", state)
         self.release_scratch(won, block)
-        self.drop_held(range(self.n_sh))
+        self.drop_held(0, self.n_sh)
         failed = self.fn.append_basic_block("failed")
         self.require(b.icmp_signed("==", rc, ir.Constant(I32, 0)), failed)
         self.return_outputs()
@@ -429,8 +429,11 @@ class _Emitter:
             with own:
                 self.call("PyMem_RawFree", block)
 
-    def drop_held(self, indices):
-        for k in indices:
+    def drop_held(self, start, stop):
+        """Release the references in held[start:stop] (a loop: IR of constant size)."""
+        if start == stop:
+            return
+        with for_range(self.b, i64(stop), name="drop", start=i64(start)) as k:
             slot = self.elem(self.held, k)
             self.call("Py_DecRef", self.b.load(slot))
             self.b.store(ir.Constant(_P, None), slot)
@@ -455,7 +458,7 @@ class _Emitter:
         """Drop the outputs and let Python raise the message for ``rc`` with the values
         the failing code left after the dims: ``raise_error(rc, v0, v1, v2, v3)``."""
         b = self.b
-        self.drop_held(range(self.n_sh, self.n_sh + self.n_out))
+        self.drop_held(self.n_sh, self.n_sh + self.n_out)
         n = len(self.spec["symbols"])
         values = [b.sext(rc, I64)] + [b.load(self.elem(self.dims, n + k))
                                       for k in range(ERROR_VALUES)]
@@ -478,9 +481,9 @@ class _Emitter:
     def emit_exits(self):
         b = self.b
         b.position_at_end(self.fallback_block)
-        self.drop_held(range(self.n_sh + self.n_out))
+        self.drop_held(0, self.n_sh + self.n_out)
         b.ret(self.call("PyObject_Vectorcall", self.ctx_ptr("fallback"),
                         b.bitcast(self.fn.args[1], _P), self.fn.args[2], ir.Constant(_P, None)))
         b.position_at_end(self.error_block)
-        self.drop_held(range(self.n_sh + self.n_out))
+        self.drop_held(0, self.n_sh + self.n_out)
         b.ret(ir.Constant(_P, None))
