@@ -475,3 +475,42 @@ def test_a_dropped_function_frees_its_builtin_and_native_code():
     del f
     gc.collect()
     assert native() is None and holder() is None
+
+
+def _odd_graphs():
+    def identity():
+        x = sg.placeholder(shape=(None, 2), name="x")
+        return [x], [x, x], []
+
+    def constant_and_shared():
+        x = sg.placeholder(shape=(3,), name="x")
+        w = sg.shared(np.arange(3, dtype=np.float64), name="w")
+        return [x], [w * 1.0, sg.as_tensor(np.ones(3)) + 0.0, sg.sum(x)], [(w, w + x)]
+
+    def int_and_bool():
+        i = sg.placeholder(shape=(None,), dtype="int64", name="i")
+        return [i], [i * 2, i > 1], []
+    return {"identity": identity, "constant and shared": constant_and_shared,
+            "int and bool": int_and_bool}
+
+
+@pytest.mark.parametrize("name", sorted(_odd_graphs()))
+def test_odd_graphs_builtin_agrees_with_python_path(name):
+    results = []
+    for path in ("builtin", "python"):
+        with sg.Graph():
+            inputs, outputs, updates = _odd_graphs()[name]()
+            f = sg.function(inputs, outputs, updates)
+            shared = [s for s, _ in updates]
+            args = {"identity": [np.arange(6.0, dtype=np.float32).reshape(3, 2)],
+                    "constant and shared": [np.ones(3, np.float32)],
+                    "int and bool": [np.arange(4)]}[name]
+            got = []
+            for _ in range(2):
+                outs = f(*args) if path == "builtin" else f._native._call(tuple(args))
+                got.append([(o.dtype, o.tolist()) for o in outs]
+                           + [s.get_value().tolist() for s in shared])
+            if path == "builtin":
+                assert _fast(f)._native.fallback_calls == 0
+            results.append(got)
+    assert results[0] == results[1]
