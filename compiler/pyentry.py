@@ -382,7 +382,6 @@ class _Emitter:
         need = b.add(nbytes, i64(ALIGN + 1))
         busy = self.ctx_slot("scratch_busy")
         won = b.extract_value(b.cmpxchg(busy, i64(0), i64(1), "acquire", "monotonic"), 1)
-        entry_block = b.block
         with b.if_else(won) as (mine, own):
             with mine:
                 with if_then(b, b.icmp_signed(">", need, b.load(self.ctx_slot("scratch_size"))),
@@ -397,7 +396,6 @@ class _Emitter:
             with own:
                 fresh = self.call("PyMem_RawMalloc", need)
                 fresh_from = b.block
-        del entry_block
         block = b.phi(_P, name="block")
         block.add_incoming(cached, cached_from)
         block.add_incoming(fresh, fresh_from)
@@ -476,7 +474,8 @@ class _Emitter:
                     result)
         for k in range(len(values)):
             self.call("Py_DecRef", b.load(self.elem(boxed, k)))
-        b.ret(b.load(result))
+        self.call("Py_DecRef", b.load(result))   # raise_error raises: this is NULL
+        b.ret(ir.Constant(_P, None))
 
     def emit_exits(self):
         b = self.b

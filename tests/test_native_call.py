@@ -357,6 +357,7 @@ def test_builtin_is_used_when_loaded_from_the_disk_cache(tmp_path):
                            text=True, cwd=REPO, env=env, timeout=300) for _ in range(2)]
     for r in runs:
         assert r.returncode == 0, r.stderr
+        assert "Exception ignored" not in r.stderr, r.stderr   # clean teardown
     assert runs[0].stdout.split()[0] == "miss" and runs[1].stdout.split()[0] == "disk"
     assert runs[0].stdout.split()[1:] == runs[1].stdout.split()[1:]
     assert runs[1].stdout.split()[1:3] == ["True", "0"]
