@@ -31,6 +31,9 @@ PIPELINE = (
     ("fuse", (), ("fuse_elementwise",)),
 )
 
+# How many times the pipeline ran in this process (a warm cache hit runs it zero times).
+stats = {"runs": 0}
+
 # A phase rescans the whole graph at most this many times; each scan is linear.
 MAX_ROUNDS = 4
 
@@ -86,6 +89,14 @@ def parse_options(spec):
     return opts
 
 
+def options_tag(opts) -> str:
+    """The options as text for the cache key: rewrites that differ give other code."""
+    if opts is None:
+        return "off"
+    return (f"exclude={sorted(opts.exclude)} finite_math={opts.finite_math} "
+            f"verify={opts.verify}")
+
+
 def optimize(program, rewrites=None):
     """``(optimized program, report)`` for a Program; the program itself is not modified.
 
@@ -94,6 +105,7 @@ def optimize(program, rewrites=None):
     opts = parse_options(rewrites)
     if opts is None:
         return program, None
+    stats["runs"] += 1
     work = program.copy()
     report = RewriteReport()
     report.excluded = tuple(sorted(opts.exclude))

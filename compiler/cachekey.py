@@ -1,0 +1,134 @@
+"""Cache keys: everything that decides the machine code (and the messages) of a compile.
+
+A key hashes a Program with its nodes numbered canonically (topological order of the
+roots, then inputs nothing reads), so equal graphs built in different processes get
+equal keys. Each node contributes its op (constants by their bytes), type, name, inputs,
+call-time checks and the user's source line (they appear in error messages). Around
+the graph go the versions of symgraph, llvmlite and the artifact format, a digest of
+symgraph's own sources (a changed rewrite or code generator never reuses an old entry)
+and the host CPU.
+
+The same function keys two programs: the one as built (looked up before any rewrite
+runs, so a warm ``sg.function`` skips the pipeline) and the optimized one.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+from symgraph.ops.leaves import Constant
+from . import target
+from .build import FORMAT_VERSION
+
+# The packages whose sources decide what a compile produces: front end (ops, folding
+# references), compiler (rewrites, lowering) and runtime (what reads the manifest).
+_PACKAGES = ("symgraph", "symgraph.compiler", "symgraph.runtime")
+
+
+def versions() -> str:
+    return _static_versions() + _parallel_tag()
+
+
+def _parallel_tag() -> str:
+    from .parallel import available as parallel_loops
+    return f"|parallel {parallel_loops()}"
+
+
+@functools.lru_cache(maxsize=None)
+def _static_versions() -> str:
+    import llvmlite
+    import symgraph
+    return (f"symgraph {symgraph.__version__}|llvmlite {llvmlite.__version__}|"
+            f"format {FORMAT_VERSION}|sources {sources_digest()}")
+
+
+def _source_files() -> list:
+    """(path, stat) of every .py file of the packages, in a fixed order."""
+    import importlib
+    out = []
+    for name in _PACKAGES:
+        stack = [Path(importlib.import_module(name).__file__).resolve().parent]
+        while stack:
+            d = stack.pop()
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for e in entries:
+                if e.is_dir(follow_symlinks=False) and e.name != "__pycache__":
+                    stack.append(Path(e.path))
+                elif e.name.endswith(".py"):
+                    out.append((e.path, e.stat()))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def sources_digest() -> str:
+    """A digest of the contents of symgraph's sources.
+
+    Hashing ~400 kB costs milliseconds, a large share of a warm ``sg.function``, so
+    the digest is remembered in the cache directory under a stamp of the files'
+    names, sizes and modification times (cheap to compute); a changed file changes
+    the stamp and the contents are hashed again.
+    """
+    from .cache import cache_dir
+    files = _source_files()
+    stamp = hashlib.blake2b(digest_size=16)
+    for path, st in files:
+        stamp.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    d = cache_dir()
+    memo = d / f"sources-{stamp.hexdigest()}.txt" if d is not None else None
+    if memo is not None:
+        try:
+            text = memo.read_text()
+            if len(text) == 16 and all(c in "0123456789abcdef" for c in text):
+                return text
+        except OSError:
+            pass
+    h = hashlib.blake2b(digest_size=8)
+    for path, _ in files:
+        h.update(os.path.basename(path).encode())
+        h.update(Path(path).read_bytes())
+    digest = h.hexdigest()
+    if memo is not None:
+        from .cache import write_atomically
+        write_atomically(memo, digest.encode())
+    return digest
+
+
+def canonical_order(program) -> list:
+    """The program's nodes in topological order, then inputs nothing depends on."""
+    order = program.order()
+    seen = set(order)
+    order.extend(n for n in program.inputs if n not in seen)
+    return order
+
+
+def program_key(program, extra: str = ""):
+    """(hex key, canonical position of every node) of a Program.
+
+    ``extra`` is mixed in (the rewrite options, for a program keyed before rewriting).
+    """
+    g = program.graph
+    order = canonical_order(program)
+    pos = {nid: k for k, nid in enumerate(order)}
+    h = hashlib.blake2b(digest_size=20)
+    h.update(versions().encode())
+    h.update(target.cpu_fingerprint().encode())
+    h.update(extra.encode())
+    nodes = g.nx._node
+    for nid in order:
+        node = nodes[nid]
+        op = node["op"]
+        if isinstance(op, Constant):
+            arr = op.value.array
+            desc = f"const {arr.dtype.str} {arr.shape} " + hashlib.blake2b(
+                arr.tobytes(), digest_size=16).hexdigest()
+        else:
+            desc = repr(op)
+        src = node["source"]
+        h.update(f"{desc}|{node['type']}|{node['name']}|{[pos[i] for i in node['inputs']]}|"
+                 f"{node.get('requires', ())}|{src and (src[0], src[1])}\n".encode())
+    h.update(repr(([pos[i] for i in program.inputs], [pos[o] for o in program.outputs],
+                   [(pos[s], pos[v]) for s, v in program.updates])).encode())
+    return h.hexdigest(), pos
