@@ -8,14 +8,15 @@ rewrite pipeline as well as LLVM: the manifest says what the code needs, and sha
 variables and constants are found by their position in the as-built program (folded
 constants, which exist only after rewriting, are stored in the entry).
 
-An entry is one file: magic, lengths, manifest JSON, object code, constants' bytes and
-a checksum; it is written to a temporary file and renamed, so a reader never sees half
+An entry is one file: magic, lengths, the manifest (marshal: plain data, read without
+importing anything; the Python version is in the key), object code, constants' bytes,
+the shared library (link.py) and a checksum; it is written to a temporary file and renamed, so a reader never sees half
 of it, and anything that fails to verify is ignored and rebuilt.
 """
 from __future__ import annotations
 
 import hashlib
-import json
+import marshal
 import os
 import struct
 import tempfile
@@ -25,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from symgraph.ops.leaves import Constant, Shared
-from . import target
 from .build import Artifact, FORMAT_VERSION, build
-from .cachekey import program_key, versions as _versions  # noqa: F401  (re-exported)
+from .cachekey import host_id, program_key, versions as _versions
 
 MAGIC = b"SGXC\x02"
 _memory: dict = {}
@@ -44,36 +44,41 @@ def cache_dir():
 
 
 # -- entries -------------------------------------------------------------------------------
-def _encode(obj: bytes, manifest: dict, data: bytes = b"") -> bytes:
-    meta = json.dumps(manifest, sort_keys=True).encode()
-    body = struct.pack("<QQQ", len(meta), len(obj), len(data)) + meta + obj + data
+def _encode(obj: bytes, manifest: dict, data: bytes = b"", library: bytes = b"") -> bytes:
+    meta = marshal.dumps(manifest)
+    parts = (meta, obj, data, library)
+    body = struct.pack("<4Q", *map(len, parts)) + b"".join(parts)
     return MAGIC + body + hashlib.blake2b(body, digest_size=32).digest()
 
 
 def _decode(data: bytes):
-    """(object code, manifest, constants' bytes), or None for anything malformed."""
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 24 + 32:
+    """(object code, manifest, constants' bytes, shared library), or None for anything
+    malformed."""
+    head = 32
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + head + 32:
         return None
     body, digest = data[len(MAGIC):-32], data[-32:]
     if hashlib.blake2b(body, digest_size=32).digest() != digest:
         return None
-    n_meta, n_obj, n_data = struct.unpack("<QQQ", body[:24])
-    if 24 + n_meta + n_obj + n_data != len(body):
+    sizes = struct.unpack("<4Q", body[:head])
+    if head + sum(sizes) != len(body):
         return None
+    parts, start = [], head
+    for n in sizes:
+        parts.append(body[start:start + n])
+        start += n
     try:
-        manifest = json.loads(body[24:24 + n_meta])
-    except ValueError:
+        manifest = marshal.loads(parts[0])
+    except (ValueError, EOFError, TypeError):
         return None
     if not isinstance(manifest, dict):
         return None
-    start = 24 + n_meta
-    return body[start:start + n_obj], manifest, body[start + n_obj:]
+    return parts[1], manifest, parts[2], parts[3]
 
 
 def _valid(manifest, key) -> bool:
     return (manifest.get("format") == FORMAT_VERSION and manifest.get("key") == key
-            and manifest.get("cpu") == target.cpu_fingerprint()
-            and manifest.get("versions") == _versions())
+            and manifest.get("host") == host_id() and manifest.get("versions") == _versions())
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -108,14 +113,14 @@ def _read_disk(key):
     return decoded
 
 
-def _write_disk(key, obj, manifest, data=b"") -> None:
+def _write_disk(key, obj, manifest, data=b"", library=b"") -> None:
     d = cache_dir()
     if d is not None:
-        write_atomically(d / f"{key}.sgxc", _encode(obj, manifest, data))
+        write_atomically(d / f"{key}.sgxc", _encode(obj, manifest, data, library))
 
 
 def _lookup(key):
-    """((obj, manifest, data), "memory" | "disk") or (None, None)."""
+    """((obj, manifest, data, library), "memory" | "disk") or (None, None)."""
     with _lock:
         hit = _memory.get(key)
     if hit is not None:
@@ -132,7 +137,14 @@ def _lookup(key):
 
 def _remember(key, art, data=b"") -> None:
     with _lock:
-        _memory[key] = (art.object_code, art.manifest, data)
+        _memory[key] = (art.object_code, art.manifest, data, art.library)
+
+
+def _stamp(manifest, key) -> None:
+    """What a reader checks before it trusts an entry."""
+    manifest["key"] = key
+    manifest["versions"] = _versions()
+    manifest["host"] = host_id()
 
 
 # -- an optimized program (debug probes, ahead-of-time use) ------------------------------
@@ -141,7 +153,7 @@ def compile_cached(program) -> Artifact:
     key, pos = program_key(program)
     hit, source = _lookup(key)
     if hit is not None:
-        obj, manifest, _ = hit
+        obj, manifest, _, _ = hit
         art = Artifact(obj, manifest)
         by_pos = {p: nid for nid, p in pos.items()}
         art.shared_ids = [by_pos[p] for p in manifest["shared_pos"]]
@@ -150,8 +162,7 @@ def compile_cached(program) -> Artifact:
         return art
     stats["misses"] += 1
     art = build(program)
-    art.manifest["key"] = key
-    art.manifest["versions"] = _versions()
+    _stamp(art.manifest, key)
     art.manifest["shared_pos"] = [pos[n] for n in art.shared_ids]
     art.manifest["constant_pos"] = [pos[n] for n in art.constant_ids]
     _write_disk(key, art.object_code, art.manifest)
@@ -171,8 +182,8 @@ def compile_function(program, options_tag: str, optimize):
     key, pos = program_key(program, f"rewrites {options_tag}")
     hit, source = _lookup(key)
     if hit is not None:
-        obj, manifest, data = hit
-        art = Artifact(obj, manifest)
+        obj, manifest, data, library = hit
+        art = Artifact(obj, manifest, library=library)
         art.cache = source
         try:
             art.shared, art.constants = _bind(program, pos, manifest, data)
@@ -183,10 +194,12 @@ def compile_function(program, options_tag: str, optimize):
     optimized = optimize()
     art = build(optimized)
     data = _record_bindings(art, program, optimized, pos)
-    art.manifest["key"] = key
-    art.manifest["versions"] = _versions()
+    _stamp(art.manifest, key)
     art.shared, art.constants = _bind(program, pos, art.manifest, data)
-    _write_disk(key, art.object_code, art.manifest, data)
+    if cache_dir() is not None:  # only another process gains from a library
+        from .link import link_shared
+        art.library = link_shared(art.object_code, art.manifest["external"]) or b""
+    _write_disk(key, art.object_code, art.manifest, data, art.library)
     art.cache = "miss"
     _remember(key, art, data)
     return art, optimized

@@ -6,7 +6,7 @@ equal keys. Each node contributes its op (constants by their bytes), type, name,
 call-time checks and the user's source line (they appear in error messages). Around
 the graph go the versions of symgraph, llvmlite and the artifact format, a digest of
 symgraph's own sources (a changed rewrite or code generator never reuses an old entry)
-and the host CPU.
+and the host CPU (host_id).
 
 The same function keys two programs: the one as built (looked up before any rewrite
 runs, so a warm ``sg.function`` skips the pipeline) and the optimized one.
@@ -32,15 +32,48 @@ def versions() -> str:
 
 
 def _parallel_tag() -> str:
+    # The code generator's module is imported only when the flag asks for it.
+    if os.environ.get("SYMGRAPH_PARALLEL", "0").strip().lower() in ("", "0", "off", "false",
+                                                                    "no"):
+        return "|parallel False"
     from .parallel import available as parallel_loops
     return f"|parallel {parallel_loops()}"
 
 
+# Fields of /proc/cpuinfo that identify what the CPU can run (not its clock or core).
+_CPUINFO_FIELDS = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags")
+
+
+@functools.lru_cache(maxsize=None)
+def host_id() -> str:
+    """The host CPU, cheaply: the first processor's identity and flags in /proc/cpuinfo
+    (no need to load LLVM to look an entry up), else LLVM's name and features. With
+    the llvmlite version in the key, it decides LLVM's host CPU and features."""
+    import platform
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                name, _, value = line.partition(":")
+                if name.strip() in _CPUINFO_FIELDS:
+                    fields[name.strip()] = value.strip()
+    except OSError:
+        pass
+    if "flags" not in fields:
+        return "llvm|" + target.cpu_fingerprint()
+    text = "|".join(f"{k}={fields.get(k, '')}" for k in _CPUINFO_FIELDS)
+    return f"{platform.machine()}|" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 @functools.lru_cache(maxsize=None)
 def _static_versions() -> str:
-    import llvmlite
+    import sys
     import symgraph
-    return (f"symgraph {symgraph.__version__}|llvmlite {llvmlite.__version__}|"
+    from llvmlite import __version__ as llvmlite_version
+    return (f"symgraph {symgraph.__version__}|llvmlite {llvmlite_version}|"
+            f"python {sys.version_info[0]}.{sys.version_info[1]}|"
             f"format {FORMAT_VERSION}|sources {sources_digest()}")
 
 
@@ -114,7 +147,7 @@ def program_key(program, extra: str = ""):
     pos = {nid: k for k, nid in enumerate(order)}
     h = hashlib.blake2b(digest_size=20)
     h.update(versions().encode())
-    h.update(target.cpu_fingerprint().encode())
+    h.update(host_id().encode())
     h.update(extra.encode())
     nodes = g.nx._node
     for nid in order:

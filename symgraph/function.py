@@ -56,7 +56,7 @@ class Function:
         self.program = build_program(list(inputs), outs, pairs)
         # The rewritten copy runs; self.program stays as built, for inspection. The
         # copy is made lazily: a cache hit needs only the program as built.
-        from .compiler.pipeline import parse_options
+        from .compiler.options import parse_options
         self._rewrites = rewrites
         self._options = parse_options(rewrites)  # bad options fail here, hit or miss
         self._optimized = self._report = None
@@ -87,12 +87,13 @@ class Function:
         self._checker = None
         if self.mode in ("native", "debug"):
             from .compiler.cache import compile_function
-            from .compiler.pipeline import options_tag
+            from .compiler.options import options_tag
             from .runtime.load import native_function
             self.artifact, _ = compile_function(self.program, options_tag(self._options),
                                                 self._optimize)
             self._native = native_function(self.artifact.object_code, self.artifact.manifest,
-                                           self.artifact.shared, self.artifact.constants)
+                                           self.artifact.shared, self.artifact.constants,
+                                           self.artifact.library)
             self.signature = self._native.signature
             if self.mode == "debug" or self.nan_guard:
                 self._checker = _LazyChecker(self)
