@@ -2,7 +2,9 @@
 
 Cold is the first compile in a fresh process with an empty cache directory; warm is
 a second fresh process given the directory the first one filled. Every measurement
-is its own process, so nothing is warm in memory. symgraph's disk cache is
+is its own process, so nothing is warm in memory; the time is that of the
+``sg.function`` call (the graph and its gradient are built before), and the note says
+how many times the rewrite pipeline ran in it and whether LLVM was loaded. symgraph's disk cache is
 ``symgraph.compiler.cache`` ($SYMGRAPH_CACHE_DIR); a symgraph without one reports
 warm as "not available". Peers: JAX (its persistent compilation cache) and PyTensor
 (its compiledir of C modules). numpy and PyTorch eager compile nothing.
@@ -53,11 +55,17 @@ def child(spec: dict) -> dict:
         t0 = time.perf_counter()
         bench = mlp_step.build_symgraph(data)
         art = bench.compiled.artifact
+        import sys
+        pipeline = sys.modules.get("symgraph.compiler.pipeline")
         return {"status": "ok", "seconds": bench.compile_seconds,
                 "graph_seconds": time.perf_counter() - t0 - bench.compile_seconds,
                 "llvm": {k: round(v, 4) for k, v in (art.timings or {}).items()},
                 "cache": getattr(art, "cache", None), "disk_cache": cache is not None,
-                "disk_hits": cache.stats.get("disk_hits") if cache else None}
+                "disk_hits": cache.stats.get("disk_hits") if cache else None,
+                # what the measured call did: rewrite runs (0 on a warm hit) and
+                # whether LLVM was loaded into the process at all
+                "rewrite_runs": getattr(pipeline, "stats", {}).get("runs", 0),
+                "llvm_loaded": "llvmlite.binding" in sys.modules}
     if framework == "jax":
         jax = framework_module("jax")
         directory = os.environ["SG_BENCH_JAX_CACHE_DIR"]
@@ -141,5 +149,8 @@ def _note(framework: str, detail: dict) -> str:
         llvm = detail.get("llvm") or {}
         parts = [f"{k} {v:.2f} s" for k, v in llvm.items()]
         cache = detail.get("cache")
+        if "rewrite_runs" in detail:
+            parts.append(f"rewrite runs {detail['rewrite_runs']}")
+            parts.append("LLVM loaded" if detail.get("llvm_loaded") else "LLVM not loaded")
         return ", ".join(([f"cache {cache}"] if cache else []) + parts)
     return detail.get("note", "")
