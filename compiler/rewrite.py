@@ -294,6 +294,9 @@ class Rewriter:
 
     # -- running -------------------------------------------------------------------------
     def _visit_merge(self, n) -> bool:
+        key = self.key_of.get(n)
+        if key is not None and self.table.get(key) == n:
+            return False  # already the representative (a rewire drops the key)
         key = self._key_for(self.op(n), self.ins(n), self.type(n))
         if key is None:
             return False
