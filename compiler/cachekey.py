@@ -150,6 +150,9 @@ def program_key(program, extra: str = ""):
     h.update(host_id().encode())
     h.update(extra.encode())
     nodes = g.nx._node
+    ops: dict = {}       # op -> its text; equal ops print alike (repr is slow)
+    dtypes: dict = {}    # dtype -> its code (str(dtype) is slower still)
+    lines = []
     for nid in order:
         node = nodes[nid]
         op = node["op"]
@@ -158,10 +161,18 @@ def program_key(program, extra: str = ""):
             desc = f"const {arr.dtype.str} {arr.shape} " + hashlib.blake2b(
                 arr.tobytes(), digest_size=16).hexdigest()
         else:
-            desc = repr(op)
+            desc = ops.get(op)
+            if desc is None:
+                desc = ops[op] = repr(op)
+        t = node["type"]
+        dt = dtypes.get(t.dtype)
+        if dt is None:
+            dt = dtypes[t.dtype] = t.dtype.str
         src = node["source"]
-        h.update(f"{desc}|{node['type']}|{node['name']}|{[pos[i] for i in node['inputs']]}|"
-                 f"{node.get('requires', ())}|{src and (src[0], src[1])}\n".encode())
+        lines.append(f"{desc}|{dt}{t.shape!r}{t.weak}|{node['name']}|"
+                     f"{[pos[i] for i in node['inputs']]}|{node.get('requires', ())}|"
+                     f"{src and (src[0], src[1])}\n")
+    h.update("".join(lines).encode())
     h.update(repr(([pos[i] for i in program.inputs], [pos[o] for o in program.outputs],
                    [(pos[s], pos[v]) for s, v in program.updates])).encode())
     return h.hexdigest(), pos
