@@ -80,11 +80,14 @@ def _static_versions() -> str:
 def _source_files() -> list:
     """(path, stat) of every .py file of the packages, in a fixed order."""
     import importlib
-    out = []
+    out, seen = [], set()
     for name in _PACKAGES:
         stack = [Path(importlib.import_module(name).__file__).resolve().parent]
         while stack:
             d = stack.pop()
+            if d in seen:  # installed, the compiler and runtime live inside symgraph/
+                continue
+            seen.add(d)
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
             for e in entries:

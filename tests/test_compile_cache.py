@@ -226,3 +226,10 @@ def test_code_that_cannot_be_loaded_as_a_library_is_loaded_by_the_jit(fresh_cach
     fn = native_function(art.object_code, art.manifest, art.shared, art.constants,
                          b"\x7fELF garbage")
     np.testing.assert_array_equal(fn([np.ones(4, np.float32)])[0], 2.0)
+
+
+def test_without_a_linker_a_second_process_loads_the_object(tmp_path):
+    env = {"SYMGRAPH_CACHE_DIR": str(tmp_path), "SYMGRAPH_LINKER": "off"}
+    first, second = _run(WARM, env), _run(WARM, env)
+    assert second[:3] == ["disk", "0", "False"]    # LLVM loaded the object
+    assert first[3:] == second[3:]
