@@ -10,8 +10,9 @@ constants, which exist only after rewriting, are stored in the entry).
 
 An entry is one file: magic, lengths, the manifest (marshal: plain data, read without
 importing anything; the Python version is in the key), object code, constants' bytes,
-the shared library (link.py) and a checksum; it is written to a temporary file and renamed, so a reader never sees half
-of it, and anything that fails to verify is ignored and rebuilt.
+the code linked as a shared library (link.py; empty without a linker) and a checksum.
+It is written to a temporary file and renamed, so a reader never sees half of it, and
+anything that fails to verify is ignored and rebuilt.
 """
 from __future__ import annotations
 

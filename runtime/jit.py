@@ -102,5 +102,6 @@ def load_library(lib: bytes, entry: str, array_entry: str | None = None) -> Load
         _ctypes.dlclose(handle)
         return None
     code = LoadedCode(handle, addr, lookup(array_entry) if array_entry else 0, lookup)
-    weakref.finalize(code, _ctypes.dlclose, handle)
+    # Closed when the code dies, not at exit: code may still run during shutdown.
+    weakref.finalize(code, _ctypes.dlclose, handle).atexit = False
     return code

@@ -233,3 +233,26 @@ def test_without_a_linker_a_second_process_loads_the_object(tmp_path):
     first, second = _run(WARM, env), _run(WARM, env)
     assert second[:3] == ["disk", "0", "False"]    # LLVM loaded the object
     assert first[3:] == second[3:]
+
+
+def _libraries_mapped() -> int:
+    tag = f"symgraph-{os.getpid()}-"
+    with open("/proc/self/maps") as f:
+        return len({word for line in f for word in line.split() if tag in word})
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+def test_libraries_of_dropped_functions_are_unloaded(fresh_cache):
+    import gc
+    from symgraph.compiler.link import linker
+    if linker() is None:
+        pytest.skip("no linker: code is loaded by the JIT")
+    x = sg.placeholder(shape=(4,), name="x")
+    make = lambda: sg.function([x], sg.exp(x) + 1.0)  # noqa: E731
+    before = _libraries_mapped()
+    fs = [make() for _ in range(20)]
+    assert fs[0].artifact.library and _libraries_mapped() == before + 20
+    np.testing.assert_allclose(fs[-1](np.zeros(4, np.float32)), 2.0)
+    del fs
+    gc.collect()
+    assert _libraries_mapped() == before
