@@ -9,10 +9,14 @@ object alone and the runtime loads that with the JIT.
 
 The library records the libraries its external symbols come from (OpenBLAS, libgomp)
 by their sonames; the runtime opens those first, so the loader finds them already
-loaded, whatever directory they came from.
+loaded, whatever directory they came from. OpenBLAS is 30 MB of symbols that ld would
+read on every link (three quarters of its time), so ld is given an empty stand-in with
+the same soname instead: the dependency is recorded, the symbols stay undefined (as a
+shared library may leave them) and are bound to the real library when it is loaded.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -29,14 +33,43 @@ def linker():
     return shutil.which(name)
 
 
+def _run(cmd) -> bool:
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _stand_in(soname: str) -> str | None:
+    """The path of an empty shared library called ``soname`` (made once per process)."""
+    from .target import emit_object, llvm
+    d = tempfile.mkdtemp(prefix="symgraph-link-")
+    atexit.register(shutil.rmtree, d, True)
+    empty, out = os.path.join(d, "empty.o"), os.path.join(d, soname)
+    with open(empty, "wb") as f:
+        f.write(emit_object(llvm().parse_assembly("")))
+    return out if _run([linker(), "-shared", "-soname", soname, "-o", out, empty]) else None
+
+
+def _library_arguments(external) -> list:
+    """ld arguments for the libraries defining ``external``, big ones by a stand-in."""
+    from symgraph.runtime.externals import link_arguments
+    out = []
+    for arg in link_arguments(list(external)):
+        if os.path.isabs(arg):
+            arg = _stand_in(os.path.basename(arg)) or arg
+        out.append(arg)
+    return out
+
+
 def link_shared(obj: bytes, external=()) -> bytes | None:
     """The bytes of a shared library made of ``obj``, or None when it cannot be made."""
     ld = linker()
     if ld is None:
         return None
     try:
-        from symgraph.runtime.externals import link_arguments
-        libs = link_arguments(list(external))
+        libs = _library_arguments(external)
     except (OSError, RuntimeError, ImportError):
         return None
     with tempfile.TemporaryDirectory(prefix="symgraph-link-") as d:
@@ -45,12 +78,7 @@ def link_shared(obj: bytes, external=()) -> bytes | None:
             f.write(obj)
         # -Bsymbolic: the library's own calls never bind to another library's symbols;
         # noexecstack: glibc refuses to dlopen a library asking for an executable stack.
-        cmd = [ld, "-shared", "-Bsymbolic", "-z", "noexecstack", "-o", out, src, *libs]
-        try:
-            r = subprocess.run(cmd, capture_output=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        if r.returncode != 0:
+        if not _run([ld, "-shared", "-Bsymbolic", "-z", "noexecstack", "-o", out, src, *libs]):
             return None
         try:
             with open(out, "rb") as f:
