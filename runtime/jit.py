@@ -35,7 +35,7 @@ class LoadedCode:
     ``entry`` is a ctypes function and ``array_entry_addr`` the address of the fast
     entry taking ndarrays (or 0); ``address(name)`` finds any other symbol."""
 
-    def __init__(self, engine, entry_addr: int, array_entry_addr: int = 0, lookup=None):
+    def __init__(self, engine, entry_addr: int, array_entry_addr: int = 0, *, lookup=None):
         self.engine = engine
         self.entry_addr = entry_addr
         self.entry = ENTRY_TYPE(entry_addr)
@@ -101,7 +101,7 @@ def load_library(lib: bytes, entry: str, array_entry: str | None = None) -> Load
     if not addr:
         _ctypes.dlclose(handle)
         return None
-    code = LoadedCode(handle, addr, lookup(array_entry) if array_entry else 0, lookup)
+    code = LoadedCode(handle, addr, lookup(array_entry) if array_entry else 0, lookup=lookup)
     # Closed when the code dies, not at exit: code may still run during shutdown.
     weakref.finalize(code, _ctypes.dlclose, handle).atexit = False
     return code
