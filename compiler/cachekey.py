@@ -4,9 +4,9 @@ A key hashes a Program with its nodes numbered canonically (topological order of
 roots, then inputs nothing reads), so equal graphs built in different processes get
 equal keys. Each node contributes its op (constants by their bytes), type, name, inputs,
 call-time checks and the user's source line (they appear in error messages). Around
-the graph go the versions of symgraph, llvmlite and the artifact format, a digest of
-symgraph's own sources (a changed rewrite or code generator never reuses an old entry)
-and the host CPU (host_id).
+the graph go the versions of symgraph, llvmlite, Python and the artifact format, a
+digest of symgraph's own source files (an edited rewrite or code generator never
+reuses an old entry) and the host CPU (host_id).
 
 The same function keys two programs: the one as built (looked up before any rewrite
 runs, so a warm ``sg.function`` skips the pipeline) and the optimized one.
@@ -100,36 +100,17 @@ def _source_files() -> list:
 
 @functools.lru_cache(maxsize=None)
 def sources_digest() -> str:
-    """A digest of the contents of symgraph's sources.
+    """A digest of symgraph's sources by their names, sizes and modification times.
 
-    Hashing ~400 kB costs milliseconds, a large share of a warm ``sg.function``, so
-    the digest is remembered in the cache directory under a stamp of the files'
-    names, sizes and modification times (cheap to compute); a changed file changes
-    the stamp and the contents are hashed again.
+    Reading and hashing the contents (~400 kB in ~70 files) costs several milliseconds,
+    a large share of a cold ``sg.function``; a stat of each file costs one. An edit
+    changes the modification time, so it changes the digest; touching a file without
+    changing it only costs a recompile.
     """
-    from .cache import cache_dir
-    files = _source_files()
-    stamp = hashlib.blake2b(digest_size=16)
-    for path, st in files:
-        stamp.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    d = cache_dir()
-    memo = d / f"sources-{stamp.hexdigest()}.txt" if d is not None else None
-    if memo is not None:
-        try:
-            text = memo.read_text()
-            if len(text) == 16 and all(c in "0123456789abcdef" for c in text):
-                return text
-        except OSError:
-            pass
     h = hashlib.blake2b(digest_size=8)
-    for path, _ in files:
-        h.update(os.path.basename(path).encode())
-        h.update(Path(path).read_bytes())
-    digest = h.hexdigest()
-    if memo is not None:
-        from .cache import write_atomically
-        write_atomically(memo, digest.encode())
-    return digest
+    for path, st in _source_files():
+        h.update(f"{os.path.basename(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def canonical_order(program) -> list:
