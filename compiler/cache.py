@@ -188,6 +188,8 @@ def compile_function(program, options_tag: str, optimize):
         art.cache = source
         try:
             art.shared, art.constants = _bind(program, pos, manifest, data)
+            if not library and source == "disk":  # written by a process that could
+                _link_later(key, obj, manifest, data)  # not link it: next time, loaded
             return art, None
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             stats["rejected"] += 1  # an entry that does not fit this program: rebuild
@@ -197,12 +199,10 @@ def compile_function(program, options_tag: str, optimize):
     data = _record_bindings(art, program, optimized, pos)
     _stamp(art.manifest, key)
     art.shared, art.constants = _bind(program, pos, art.manifest, data)
-    if cache_dir() is not None:  # only another process gains from a library
-        from .link import link_shared
-        art.library = link_shared(art.object_code, art.manifest["external"]) or b""
-    _write_disk(key, art.object_code, art.manifest, data, art.library)
+    _write_disk(key, art.object_code, art.manifest, data)
     art.cache = "miss"
     _remember(key, art, data)
+    _link_later(key, art.object_code, art.manifest, data)
     return art, optimized
 
 
@@ -260,6 +260,51 @@ def _check(arr, want) -> None:
     if arr.dtype.str != want["dtype"] or list(arr.shape) != list(want["shape"]):
         raise ValueError(f"a {arr.dtype}{list(arr.shape)} array where the code takes "
                          f"{want['dtype']}{want['shape']}")
+
+
+# -- the shared library, off the critical path ----------------------------------------------
+_pending: list = []
+
+
+def _link_later(key, obj, manifest, data) -> None:
+    """Link the object into a shared library in a background thread, then rewrite the
+    entry with it. Only other processes gain from the library: this one has LLVM
+    loaded and loads the object itself (a few ms, less than the linker takes), so the
+    compile does not wait. The process waits for pending links when it exits, so the
+    entry is complete for the next process."""
+    if cache_dir() is None:
+        return
+    from .link import linker, prepare
+    if linker() is None:
+        return
+    prepare(manifest["external"])  # what needs LLVM is done here, not in the thread
+
+    def work():
+        from .link import link_shared
+        library = link_shared(obj, manifest["external"])
+        if library:
+            _write_disk(key, obj, manifest, data, library)
+            with _lock:
+                if key in _memory:
+                    _memory[key] = (obj, manifest, data, library)
+
+    thread = threading.Thread(target=work, name="symgraph-link", daemon=True)
+    with _lock:
+        if not _pending:
+            import atexit
+            atexit.register(flush)
+        _pending.append(thread)
+    thread.start()
+
+
+def flush() -> None:
+    """Wait until the entries being completed in the background are written."""
+    while True:
+        with _lock:
+            if not _pending:
+                return
+            thread = _pending.pop()
+        thread.join(timeout=60)
 
 
 def clear_memory() -> None:

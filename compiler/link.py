@@ -13,6 +13,9 @@ loaded, whatever directory they came from. OpenBLAS is 30 MB of symbols that ld 
 read on every link (three quarters of its time), so ld is given an empty stand-in with
 the same soname instead: the dependency is recorded, the symbols stay undefined (as a
 shared library may leave them) and are bound to the real library when it is loaded.
+
+A compile links in a background thread (compiler/cache.py), so nothing here may use
+LLVM except through ``prepare``, on the compiling thread.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,27 +44,52 @@ def _run(cmd) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
-def _stand_in(soname: str) -> str | None:
-    """The path of an empty shared library called ``soname`` (made once per process)."""
-    from .target import emit_object, llvm
-    d = tempfile.mkdtemp(prefix="symgraph-link-")
-    atexit.register(shutil.rmtree, d, True)
-    empty, out = os.path.join(d, "empty.o"), os.path.join(d, soname)
-    with open(empty, "wb") as f:
-        f.write(emit_object(llvm().parse_assembly("")))
-    return out if _run([linker(), "-shared", "-soname", soname, "-o", out, empty]) else None
+_stand_ins: dict = {}  # soname -> path of its stand-in, or None if it could not be made
+_stand_in_lock = threading.Lock()
 
 
-def _library_arguments(external) -> list:
+def _stand_in(soname: str, *, llvm_ok: bool) -> str | None:
+    """The path of an empty shared library called ``soname``, made once per process.
+
+    Its empty object comes from the assembler (``as``, next to ``ld`` in binutils), or
+    from LLVM when ``llvm_ok``: LLVM's context is not for background threads."""
+    with _stand_in_lock:
+        if soname in _stand_ins:
+            return _stand_ins[soname]
+        d = tempfile.mkdtemp(prefix="symgraph-link-")
+        atexit.register(shutil.rmtree, d, True)
+        empty, out = os.path.join(d, "empty.o"), os.path.join(d, soname)
+        asm = shutil.which("as")
+        if asm is None or not _run([asm, "-o", empty, os.devnull]):
+            if not llvm_ok:
+                return None
+            from .target import emit_object, llvm
+            with open(empty, "wb") as f:
+                f.write(emit_object(llvm().parse_assembly("")))
+        ok = _run([linker(), "-shared", "-soname", soname, "-o", out, empty])
+        _stand_ins[soname] = out if ok else None
+        return _stand_ins[soname]
+
+
+def _library_arguments(external, *, llvm_ok: bool) -> list:
     """ld arguments for the libraries defining ``external``, big ones by a stand-in."""
     from symgraph.runtime.externals import link_arguments
     out = []
     for arg in link_arguments(list(external)):
         if os.path.isabs(arg):
-            arg = _stand_in(os.path.basename(arg)) or arg
+            arg = _stand_in(os.path.basename(arg), llvm_ok=llvm_ok) or arg
         out.append(arg)
     return out
+
+
+def prepare(external=()) -> None:
+    """On the compiling thread, before linking on another: make the stand-ins now if
+    that takes LLVM (no assembler)."""
+    if linker() is not None and shutil.which("as") is None:
+        try:
+            _library_arguments(external, llvm_ok=True)
+        except (OSError, RuntimeError, ImportError):
+            pass
 
 
 def link_shared(obj: bytes, external=()) -> bytes | None:
@@ -69,7 +98,7 @@ def link_shared(obj: bytes, external=()) -> bytes | None:
     if ld is None:
         return None
     try:
-        libs = _library_arguments(external)
+        libs = _library_arguments(external, llvm_ok=False)
     except (OSError, RuntimeError, ImportError):
         return None
     with tempfile.TemporaryDirectory(prefix="symgraph-link-") as d:

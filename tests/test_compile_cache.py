@@ -249,6 +249,8 @@ def test_libraries_of_dropped_functions_are_unloaded(fresh_cache):
         pytest.skip("no linker: code is loaded by the JIT")
     x = sg.placeholder(shape=(4,), name="x")
     make = lambda: sg.function([x], sg.exp(x) + 1.0)  # noqa: E731
+    assert make().artifact.cache == "miss"  # loads the object; links in the background
+    cache.flush()
     gc.collect()                  # functions of earlier tests go first
     before = _libraries_mapped()
     fs = [make() for _ in range(20)]
