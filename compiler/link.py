@@ -48,6 +48,18 @@ _stand_ins: dict = {}  # soname -> path of its stand-in, or None if it could not
 _stand_in_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=None)
+def _scratch_dir() -> str:
+    """This process's directory for stand-ins and link inputs and outputs, removed at
+    exit. Made by ``prepare`` on the compiling thread, before the cache registers its
+    exit handler that waits for pending links: handlers run last-registered first, so
+    the directory outlives the links. (A TemporaryDirectory per link would not: its
+    cleanup at exit may be registered after, and run before, that handler.)"""
+    d = tempfile.mkdtemp(prefix="symgraph-link-")
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def _stand_in(soname: str, *, llvm_ok: bool) -> str | None:
     """The path of an empty shared library called ``soname``, made once per process.
 
@@ -56,8 +68,7 @@ def _stand_in(soname: str, *, llvm_ok: bool) -> str | None:
     with _stand_in_lock:
         if soname in _stand_ins:
             return _stand_ins[soname]
-        d = tempfile.mkdtemp(prefix="symgraph-link-")
-        atexit.register(shutil.rmtree, d, True)
+        d = _scratch_dir()
         empty, out = os.path.join(d, "empty.o"), os.path.join(d, soname)
         asm = shutil.which("as")
         if asm is None or not _run([asm, "-o", empty, os.devnull]):
@@ -83,9 +94,12 @@ def _library_arguments(external, *, llvm_ok: bool) -> list:
 
 
 def prepare(external=()) -> None:
-    """On the compiling thread, before linking on another: make the stand-ins now if
-    that takes LLVM (no assembler)."""
-    if linker() is not None and shutil.which("as") is None:
+    """On the compiling thread, before linking on another: the stand-ins' directory,
+    and the stand-ins themselves if making them takes LLVM (no assembler)."""
+    if linker() is None:
+        return
+    _scratch_dir()
+    if shutil.which("as") is None:
         try:
             _library_arguments(external, llvm_ok=True)
         except (OSError, RuntimeError, ImportError):
@@ -101,16 +115,23 @@ def link_shared(obj: bytes, external=()) -> bytes | None:
         libs = _library_arguments(external, llvm_ok=False)
     except (OSError, RuntimeError, ImportError):
         return None
-    with tempfile.TemporaryDirectory(prefix="symgraph-link-") as d:
-        src, out = os.path.join(d, "code.o"), os.path.join(d, "code.so")
+    fd, out = tempfile.mkstemp(suffix=".so", dir=_scratch_dir())
+    os.close(fd)
+    src = out[:-3] + ".o"
+    try:
         with open(src, "wb") as f:
             f.write(obj)
         # -Bsymbolic: the library's own calls never bind to another library's symbols;
         # noexecstack: glibc refuses to dlopen a library asking for an executable stack.
         if not _run([ld, "-shared", "-Bsymbolic", "-z", "noexecstack", "-o", out, src, *libs]):
             return None
-        try:
-            with open(out, "rb") as f:
-                return f.read()
-        except OSError:
-            return None
+        with open(out, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        for path in (src, out):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
