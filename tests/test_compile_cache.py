@@ -259,3 +259,22 @@ def test_libraries_of_dropped_functions_are_unloaded(fresh_cache):
     del fs
     gc.collect()
     assert _libraries_mapped() == before
+
+
+QUICK_EXIT = """
+    import sys, symgraph as sg
+    x = sg.placeholder(shape=(4,), name="x")
+    f = sg.function([x], sg.exp(x) * 2.0 + x)
+    print(f.artifact.cache, "llvmlite.binding" in sys.modules)
+"""
+
+
+def test_a_process_that_exits_right_after_compiling_leaves_a_complete_entry(tmp_path):
+    """The library is linked in the background; exiting waits for it."""
+    from symgraph.compiler.link import linker
+    if linker() is None:
+        pytest.skip("no linker")
+    for k in range(3):
+        env = {"SYMGRAPH_CACHE_DIR": str(tmp_path / str(k))}
+        assert _run(QUICK_EXIT, env) == ["miss", "True"]
+        assert _run(QUICK_EXIT, env) == ["disk", "False"]
