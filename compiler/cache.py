@@ -263,48 +263,57 @@ def _check(arr, want) -> None:
 
 
 # -- the shared library, off the critical path ----------------------------------------------
-_pending: list = []
+_links: "queue.Queue | None" = None   # (key, obj, manifest, data) for the linking thread
+_linker = None                        # that thread
 
 
 def _link_later(key, obj, manifest, data) -> None:
-    """Link the object into a shared library in a background thread, then rewrite the
-    entry with it. Only other processes gain from the library: this one has LLVM
-    loaded and loads the object itself (a few ms, less than the linker takes), so the
-    compile does not wait. The process waits for pending links when it exits, so the
-    entry is complete for the next process."""
+    """Have the object linked into a shared library by a background thread, which then
+    rewrites the entry with it. Only other processes gain from the library: this one
+    has LLVM loaded and loads the object itself (a few ms, less than the linker takes),
+    so the compile does not wait. One thread links entries one at a time; the process
+    waits for it when it exits, so the entry is complete for the next process."""
+    global _links, _linker
     if cache_dir() is None:
         return
     from .link import linker, prepare
     if linker() is None:
         return
     prepare(manifest["external"])  # what needs LLVM is done here, not in the thread
-
-    def work():
-        from .link import link_shared
-        library = link_shared(obj, manifest["external"])
-        if library:
-            _write_disk(key, obj, manifest, data, library)
-            with _lock:
-                if key in _memory:
-                    _memory[key] = (obj, manifest, data, library)
-
-    thread = threading.Thread(target=work, name="symgraph-link", daemon=True)
     with _lock:
-        if not _pending:
+        if _links is None:
             import atexit
+            import queue
+            _links = queue.Queue()
+            _linker = threading.Thread(target=_linker_loop, args=(_links,),
+                                       name="symgraph-link", daemon=True)
+            _linker.start()
             atexit.register(flush)
-        _pending.append(thread)
-    thread.start()
+    _links.put((key, obj, manifest, data))
+
+
+def _linker_loop(links) -> None:
+    from .link import link_shared
+    while True:
+        key, obj, manifest, data = links.get()
+        try:
+            library = link_shared(obj, manifest["external"])
+            if library:
+                _write_disk(key, obj, manifest, data, library)
+                with _lock:
+                    if key in _memory:
+                        _memory[key] = (obj, manifest, data, library)
+        except Exception:  # noqa: BLE001  a library that cannot be made is only a
+            pass            # slower load next time; the thread must keep serving
+        finally:
+            links.task_done()
 
 
 def flush() -> None:
     """Wait until the entries being completed in the background are written."""
-    while True:
-        with _lock:
-            if not _pending:
-                return
-            thread = _pending.pop()
-        thread.join(timeout=60)
+    # A forked child has the queue but not the thread: it has nothing to wait for.
+    if _links is not None and _linker is not None and _linker.is_alive():
+        _links.join()
 
 
 def clear_memory() -> None:

@@ -56,8 +56,13 @@ def _scratch_dir() -> str:
     the directory outlives the links. (A TemporaryDirectory per link would not: its
     cleanup at exit may be registered after, and run before, that handler.)"""
     d = tempfile.mkdtemp(prefix="symgraph-link-")
-    atexit.register(shutil.rmtree, d, True)
+    atexit.register(_remove, d, os.getpid())
     return d
+
+
+def _remove(d: str, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child inherits the handler, not the directory
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _stand_in(soname: str, *, llvm_ok: bool) -> str | None:
@@ -115,7 +120,10 @@ def link_shared(obj: bytes, external=()) -> bytes | None:
         libs = _library_arguments(external, llvm_ok=False)
     except (OSError, RuntimeError, ImportError):
         return None
-    fd, out = tempfile.mkstemp(suffix=".so", dir=_scratch_dir())
+    try:
+        fd, out = tempfile.mkstemp(suffix=".so", dir=_scratch_dir())
+    except OSError:
+        return None
     os.close(fd)
     src = out[:-3] + ".o"
     try:

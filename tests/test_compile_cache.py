@@ -278,3 +278,26 @@ def test_a_process_that_exits_right_after_compiling_leaves_a_complete_entry(tmp_
         env = {"SYMGRAPH_CACHE_DIR": str(tmp_path / str(k))}
         assert _run(QUICK_EXIT, env) == ["miss", "True"]
         assert _run(QUICK_EXIT, env) == ["disk", "False"]
+
+
+FORK = """
+    import os, sys, numpy as np, symgraph as sg
+    x = sg.placeholder(shape=(4,), name="x")
+    f = sg.function([x], sg.exp(x) * 3.0 + x)
+    pid = os.fork()
+    if pid == 0:  # exits through atexit with the parent's link pending
+        print(float(f(np.zeros(4, np.float32))[0]))
+        sys.exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_neither_waits_for_nor_spoils_the_parents_link(tmp_path):
+    from symgraph.compiler.link import linker
+    if linker() is None:
+        pytest.skip("no linker")
+    assert _run(FORK, {"SYMGRAPH_CACHE_DIR": str(tmp_path)}) == ["3.0"]
+    (entry,) = tmp_path.glob("*.sgxc")
+    obj, manifest, data, library = cache._decode(entry.read_bytes())
+    assert library  # the parent's background link completed
