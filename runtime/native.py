@@ -85,7 +85,8 @@ class NativeFunction:
         return None if holder is None else holder.fn
 
     def _make_builtin(self, single: bool):
-        info, addr = self._python_entry, self.code.python_entry_addr
+        info = self._python_entry
+        addr = self.code.address(info["name"]) if info else 0
         if not addr or not _builtin.available(info):
             return None
         if info["error_values"] != ERROR_VALUES:
