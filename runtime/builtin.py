@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
-import sysconfig
 
 import numpy as np
 
@@ -45,7 +44,7 @@ def _layout_ok(fields: tuple) -> bool:
     """Do PyObject and PyArrayObject have the field offsets ``fields`` names, here?"""
     f = dict(fields)
     if ctypes.sizeof(ctypes.c_void_p) != 8 or sys.implementation.name != "cpython" \
-            or sysconfig.get_config_var("Py_GIL_DISABLED"):
+            or "t" in sys.abiflags:   # a free-threaded build ("3.13t")
         return False
     base = np.zeros((2, 3), np.float32)
     for a in (base, base.T, base[:, ::2], np.zeros((), np.float64)):
