@@ -27,8 +27,10 @@ class KernelPlan:
     patterns: list         # per operand (inputs..., out): per collapsed axis, True = dense
 
 
-def plan_loops(space, in_shapes, reduce_axes=()):
-    """Collapse the iteration space. Operand k is dense along axis i unless it broadcasts."""
+def plan_loops(space, in_shapes, reduce_axes=(), *, outputs=None):
+    """Collapse the iteration space. Operand k is dense along axis i unless it broadcasts.
+    ``outputs`` lists each output's reduced axes (default: one output reduced over
+    ``reduce_axes``); an output is addressed like an input broadcast along them."""
     nd = len(space)
     pats = []
     for shape in in_shapes:
@@ -36,7 +38,8 @@ def plan_loops(space, in_shapes, reduce_axes=()):
         pats.append([i >= lead and not (type(shape[i - lead]) is int and shape[i - lead] == 1
                                          and not (type(space[i]) is int and space[i] == 1))
                      for i in range(nd)])
-    pats.append([i not in reduce_axes for i in range(nd)])  # the output
+    for axes in (outputs if outputs is not None else [reduce_axes]):
+        pats.append([i not in axes for i in range(nd)])
     keep = [i for i in range(nd) if not (type(space[i]) is int and space[i] == 1)]
     extents, patterns = [], [[] for _ in pats]
     for i in keep:
@@ -49,27 +52,45 @@ def plan_loops(space, in_shapes, reduce_axes=()):
     return KernelPlan(extents, patterns)
 
 
+@dataclass(frozen=True)
+class Member:
+    """One output of a kernel: its Fused body, and for each of its inputs the index of
+    that input among the kernel's (shared) inputs."""
+    fused: object
+    refs: tuple
+
+
 def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
                 noalias: bool = True) -> ir.Function:
-    """``void name(ptr out, ptr in0.., i64 lo, i64 hi, i64 extent0..)``: pointers are
-    noalias; the outermost loop runs over [lo, hi), so threads can split it (when that
-    axis is not reduced: then each thread owns its rows of the output)."""
-    n_in = len(in_dtypes)
-    fnty = ir.FunctionType(VOID, [PTR] * (1 + n_in) + [I64] * (2 + len(plan.extents)))
+    """The kernel of one Fused node (see emit_group)."""
+    return emit_group(module, name, [Member(fused, tuple(range(len(in_dtypes))))],
+                      in_dtypes, [out_dtype], plan, noalias=noalias)
+
+
+def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *,
+               noalias: bool = True) -> ir.Function:
+    """``void name(ptr out0.., ptr in0.., i64 lo, i64 hi, i64 extent0..)``: one loop
+    nest computing every member's value (common subexpressions once) and writing or
+    reducing it into its output. ``plan.patterns`` lists the inputs, then the outputs.
+    Pointers are noalias; the outermost loop runs over [lo, hi), so threads can split
+    it (when no output is reduced along it: then each thread owns its output rows)."""
+    n_out, n_in = len(members), len(in_dtypes)
+    n_ptr = n_out + n_in
+    fnty = ir.FunctionType(VOID, [PTR] * n_ptr + [I64] * (2 + len(plan.extents)))
     fn = ir.Function(module, fnty, name=name)
     fn.linkage = "internal"
-    for k in range(1 + n_in):
+    for k in range(n_ptr):
         if noalias:  # not when the output overwrites an input (computing in place)
             fn.args[k].add_attribute("noalias")
-        fn.args[k].name = "out" if k == 0 else f"in{k - 1}"
-    lo, hi = fn.args[1 + n_in], fn.args[2 + n_in]
+        fn.args[k].name = (f"out{k}" if n_out > 1 else "out") if k < n_out else f"in{k - n_out}"
+    lo, hi = fn.args[n_ptr], fn.args[n_ptr + 1]
     lo.name, hi.name = "lo", "hi"
-    extents = list(fn.args[3 + n_in:])
+    extents = list(fn.args[n_ptr + 2:])
     for j, e in enumerate(extents):
         e.name = f"n{j}"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    out = typed_ptr(b, fn.args[0], out_dtype)
-    ins = [typed_ptr(b, fn.args[1 + k], dt) for k, dt in enumerate(in_dtypes)]
+    outs = [typed_ptr(b, fn.args[k], dt) for k, dt in enumerate(out_dtypes)]
+    ins = [typed_ptr(b, fn.args[n_out + k], dt) for k, dt in enumerate(in_dtypes)]
 
     # stride of each operand along each collapsed axis (0 when it broadcasts there)
     strides = []
@@ -83,21 +104,43 @@ def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
                 s.append(i64(0))
         strides.append(list(reversed(s)))
 
-    if fused.reduce is not None:
-        _emit_init(b, fused.reduce, out, out_dtype, extents, plan.patterns[-1], lo, hi)
+    for k, m in enumerate(members):
+        if m.fused.reduce is not None:
+            _emit_init(b, m.fused.reduce, outs[k], out_dtypes[k], extents,
+                       plan.patterns[n_in + k], lo, hi)
 
     def body(offsets):
-        vals = [load(b, ins[k], offsets[k], dt, name=f"x{k}") for k, dt in enumerate(in_dtypes)]
-        dts = list(in_dtypes)
-        for (op, args), dt in zip(fused.body, fused.dtypes):
-            vals.append(emit_op(b, op, [vals[a] for a in args], [dts[a] for a in args], dt))
-            dts.append(np.dtype(dt))
-        v = convert(b, vals[-1], dts[-1], out_dtype)
-        if fused.reduce is None:
-            store(b, v, out, offsets[-1], out_dtype)
-        else:
-            acc = load(b, out, offsets[-1], out_dtype)
-            store(b, _combine(b, fused.reduce, acc, v, out_dtype), out, offsets[-1], out_dtype)
+        loaded = {}
+        cse = {}        # (op as repr: -0.0 and 0.0 differ, dtypes, argument keys) -> value
+
+        def operand(u):
+            if u not in loaded:
+                loaded[u] = load(b, ins[u], offsets[u], in_dtypes[u], name=f"x{u}")
+            return loaded[u]
+
+        for k, m in enumerate(members):
+            f = m.fused
+            keys = [("in", u) for u in m.refs]
+            vals = [operand(u) for u in m.refs]
+            dts = [np.dtype(in_dtypes[u]) for u in m.refs]
+            for (op, args), dt in zip(f.body, f.dtypes):
+                key = (repr(op), np.dtype(dt), tuple(keys[a] for a in args),
+                       tuple(dts[a] for a in args))
+                if key not in cse:
+                    cse[key] = emit_op(b, op, [vals[a] for a in args], [dts[a] for a in args], dt)
+                keys.append(key)
+                vals.append(cse[key])
+                dts.append(np.dtype(dt))
+            if not f.body:                      # a plain copy or reduction of input 0
+                keys, vals, dts = keys[:1], vals[:1], dts[:1]
+            v = convert(b, vals[-1], dts[-1], out_dtypes[k])
+            off = offsets[n_in + k]
+            if f.reduce is None:
+                store(b, v, outs[k], off, out_dtypes[k])
+            else:
+                acc = load(b, outs[k], off, out_dtypes[k])
+                store(b, _combine(b, f.reduce, acc, v, out_dtypes[k]), outs[k], off,
+                      out_dtypes[k])
 
     if extents:
         _nest(b, extents, strides, body, [i64(0)] * len(strides), 0, (lo, hi))
