@@ -79,6 +79,9 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     fnty = ir.FunctionType(VOID, [PTR] * n_ptr + [I64] * (2 + len(plan.extents)))
     fn = ir.Function(module, fnty, name=name)
     fn.linkage = "internal"
+    # kept out of the entry: inlining hundreds of loops into one function makes LLVM's
+    # function passes work on one huge body, for no gain (one call per kernel)
+    fn.attributes.add("noinline")
     for k in range(n_ptr):
         if noalias:  # not when the output overwrites an input (computing in place)
             fn.args[k].add_attribute("noalias")

@@ -50,9 +50,17 @@ def _shared_tm():
     return target_machine()
 
 
+# A module with more functions than this (kernels, out-of-line math) is optimized at
+# O2 without loop interleaving and unrolling: loops still vectorize, and compile time
+# stays near-linear in the graph size (benchmarks/workloads/compile_ops.py).
+BIG_MODULE_FUNCTIONS = 48
+
+
 def parse_and_optimize(ir_text: str, *, opt: int = 3):
-    """Parse IR text, verify it, and run the O2/O3 pipeline with vectorization on."""
+    """Parse IR text, verify it, and run the O2/O3 pipeline with vectorization on
+    (a lighter one for big modules, see BIG_MODULE_FUNCTIONS)."""
     b = llvm()
+    big = ir_text.count("\ndefine ") > BIG_MODULE_FUNCTIONS
     with _lock:
         tm = _shared_tm()
         mod = b.parse_assembly(ir_text)
@@ -60,11 +68,11 @@ def parse_and_optimize(ir_text: str, *, opt: int = 3):
         mod.data_layout = str(tm.target_data)
         mod.verify()
         if opt:
-            pto = b.create_pipeline_tuning_options(speed_level=min(opt, 3))
+            pto = b.create_pipeline_tuning_options(speed_level=min(opt, 2 if big else 3))
             pto.loop_vectorization = True
             pto.slp_vectorization = True
-            pto.loop_interleaving = True
-            pto.loop_unrolling = True
+            pto.loop_interleaving = not big
+            pto.loop_unrolling = not big
             pb = b.create_pass_builder(tm, pto)
             pb.getModulePassManager().run(mod, pb)
         return mod

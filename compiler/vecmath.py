@@ -61,7 +61,7 @@ from llvmlite import ir
 from . import vecmath_coeffs as C
 from .vecmath_core import (EXP_RANGE, EXPM1_RANGE, exp_kernel, exp_kernel_dd, exp_reduce,
                            log1p_finite, log_kernel, log_split)
-from .vecmath_ir import Fp
+from .vecmath_ir import Fp, width_of
 from .vecmath_pow import pow
 from .vecmath_trig import TRIG_ACCURATE_BELOW, cos, sin
 
@@ -79,13 +79,13 @@ _TANH_POLY_BELOW = 0.625
 
 
 def exp(b, x, dt):
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     res = exp_kernel(m, m.clamp(x, *EXP_RANGE[m.dtype.name]))
     return m.sel(m.isnan(x), x, res)
 
 
 def log(b, x, dt):
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     k, f = log_split(m, x)
     res = log_kernel(m, k, f, m.c(0))
     res = m.sel(m.cmp("==", x, m.c(0)), m.c(-np.inf), res)
@@ -94,7 +94,7 @@ def log(b, x, dt):
 
 
 def log1p(b, x, dt):
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     res = log1p_finite(m, x)
     res = m.sel(m.cmp("==", x, m.c(0)), x, res)                 # keeps the sign of zero
     res = m.sel(m.cmp("==", x, m.c(-1)), m.c(-np.inf), res)
@@ -103,7 +103,7 @@ def log1p(b, x, dt):
 
 
 def expm1(b, x, dt):
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     n, r, r_lo = exp_reduce(m, m.clamp(x, *EXPM1_RANGE[m.dtype.name]))
     tail = m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r_lo)   # e^(r+r_lo) - 1 - r
     # e^x - 1 = 2 * ((h - 1/2) + h*r + h*tail) with h = 2^(n-1); h - 1/2 and h*r and their
@@ -123,7 +123,7 @@ def tanh(b, x, dt):
     (no overflow, saturates to exactly +-1). float64 carries e as a double-double and
     corrects the quotient by its residual; float32 divides once (a few ULPs, see
     MAX_ULP), which halves the cost."""
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     ax = m.abs(x)
     z = m.mul(ax, ax)
     small = m.fma(m.mul(ax, z), m.poly(z, C.TANH[m.dtype.name]), ax)
@@ -142,7 +142,7 @@ def sigmoid(b, x, dt):
     """1 / (1 + e^-x) as e^-|x| / (1 + e^-|x|) for x < 0: never overflows. float64
     carries e^-|x| as a double-double and corrects the quotient by its residual;
     float32 divides once (a few ULPs, see MAX_ULP)."""
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     arg = m.clamp(m.neg(m.abs(x)), EXP_RANGE[m.dtype.name][0], 0.0)
     neg = m.signbit(x)
     if m.wide:
@@ -156,7 +156,7 @@ def sigmoid(b, x, dt):
 
 def softplus(b, x, dt):
     """max(x, 0) + log1p(e^-|x|), with e^-|x| in double-double."""
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     eh, el = exp_kernel_dd(m, m.clamp(m.neg(m.abs(x)), EXP_RANGE[m.dtype.name][0], 0.0))
     pos = m.sel(m.cmp(">", x, m.c(0)), x, m.c(0))
     res = m.add(pos, log1p_finite(m, eh, el))
