@@ -68,12 +68,16 @@ def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
 
 
 def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *,
-               noalias: bool = True) -> ir.Function:
+               noalias: bool = True, in_place=None) -> ir.Function:
     """``void name(ptr out0.., ptr in0.., i64 lo, i64 hi, i64 extent0..)``: one loop
     nest computing every member's value (common subexpressions once) and writing or
     reducing it into its output. ``plan.patterns`` lists the inputs, then the outputs.
     Pointers are noalias; the outermost loop runs over [lo, hi), so threads can split
-    it (when no output is reduced along it: then each thread owns its output rows)."""
+    it (when no output is reduced along it: then each thread owns its output rows).
+    ``in_place`` (input index -> output index) names inputs whose buffer is that
+    output's (computing in place): they are read through the output pointer, so every
+    pointer stays noalias (no runtime overlap checks, no second loop version)."""
+    in_place = in_place or {}
     n_out, n_in = len(members), len(in_dtypes)
     n_ptr = n_out + n_in
     fnty = ir.FunctionType(VOID, [PTR] * n_ptr + [I64] * (2 + len(plan.extents)))
@@ -93,7 +97,8 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
         e.name = f"n{j}"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     outs = [typed_ptr(b, fn.args[k], dt) for k, dt in enumerate(out_dtypes)]
-    ins = [typed_ptr(b, fn.args[n_out + k], dt) for k, dt in enumerate(in_dtypes)]
+    ins = [typed_ptr(b, fn.args[n_out + k], dt) if k not in in_place else
+           typed_ptr(b, fn.args[in_place[k]], dt) for k, dt in enumerate(in_dtypes)]
 
     # stride of each operand along each collapsed axis (0 when it broadcasts there)
     strides = []

@@ -76,15 +76,19 @@ def _lower_loop(ctx, nid):
     space = fuseds[0].space
     plan = plan_loops(space, [g.type(i).shape for i in in_ids],
                       outputs=[f.axes if f.reduce else () for f in fuseds])
-    inplace = nid in ctx.plan.inplace
+    # an output written over an input (computing in place) reads it through its own pointer
+    homes = ctx.plan.home
+    in_place = {k: j for k, i in enumerate(in_ids) for j, m in enumerate(group)
+                if m in ctx.plan.inplace and homes.get(i) == homes[m]}
     # the code depends on the bodies and the broadcast patterns, not on the sizes
     key = (tuple((f.body, f.dtypes, f.reduce, mem.refs) for f, mem in zip(fuseds, members)),
-           in_dtypes, out_dtypes, tuple(tuple(p) for p in plan.patterns), inplace)
+           in_dtypes, out_dtypes, tuple(tuple(p) for p in plan.patterns),
+           tuple(sorted(in_place.items())))
     fn = ctx.kernel_cache.get(key)
     if fn is None:
         label = fuseds[0].name if len(group) == 1 else f"group{len(group)}"
         fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
-                        plan, noalias=not inplace)
+                        plan, in_place=in_place)
         ctx.kernel_cache[key] = fn
     splittable = bool(plan.extents) and all(p[0] for p in plan.patterns[len(in_ids):])
     call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],
