@@ -16,6 +16,8 @@ from llvmlite import ir
 
 from symgraph import dims as D
 from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, storage_type, typed_ptr
+from symgraph.ops import elementwise as E
+from . import vecmath
 from .lower_scalar import constant, convert, emit_op, is_float_dt
 
 REDUCE_IDENTITY = {"sum": 0, "prod": 1}
@@ -117,31 +119,35 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
             _emit_init(b, m.fused.reduce, outs[k], out_dtypes[k], extents,
                        plan.patterns[n_in + k], lo, hi)
 
+    listing = [_instructions(m, in_dtypes) for m in members]
+    paired = _sigmoid_exp_pairs(listing)
+
     def body(offsets):
         loaded = {}
-        cse = {}        # (op as repr: -0.0 and 0.0 differ, dtypes, argument keys) -> value
+        values = {}
 
-        def operand(u):
-            if u not in loaded:
-                loaded[u] = load(b, ins[u], offsets[u], in_dtypes[u], name=f"x{u}")
-            return loaded[u]
+        def value(key):
+            if key[0] == "in":
+                u = key[1]
+                if u not in loaded:
+                    loaded[u] = load(b, ins[u], offsets[u], in_dtypes[u], name=f"x{u}")
+                return loaded[u]
+            return values[key]
 
         for k, m in enumerate(members):
+            for key, op, arg_keys, arg_dts, dt in listing[k]:
+                if key in values:
+                    continue
+                if key in paired:                   # sigmoid(v) and exp(-v) of one v
+                    sig_key, exp_key, v_key = paired[key]
+                    values[sig_key], values[exp_key] = vecmath.sigmoid_and_exp_neg(
+                        b, value(v_key), np.float32)
+                    continue
+                values[key] = emit_op(b, op, [value(a) for a in arg_keys], list(arg_dts), dt)
             f = m.fused
-            keys = [("in", u) for u in m.refs]
-            vals = [operand(u) for u in m.refs]
-            dts = [np.dtype(in_dtypes[u]) for u in m.refs]
-            for (op, args), dt in zip(f.body, f.dtypes):
-                key = (repr(op), np.dtype(dt), tuple(keys[a] for a in args),
-                       tuple(dts[a] for a in args))
-                if key not in cse:
-                    cse[key] = emit_op(b, op, [vals[a] for a in args], [dts[a] for a in args], dt)
-                keys.append(key)
-                vals.append(cse[key])
-                dts.append(np.dtype(dt))
-            if not f.body:                      # a plain copy or reduction of input 0
-                keys, vals, dts = keys[:1], vals[:1], dts[:1]
-            v = convert(b, vals[-1], dts[-1], out_dtypes[k])
+            last, last_dt = ((listing[k][-1][0], listing[k][-1][4]) if f.body else
+                             (("in", m.refs[0]), np.dtype(in_dtypes[m.refs[0]])))
+            v = convert(b, value(last), last_dt, out_dtypes[k])
             off = offsets[n_in + k]
             if f.reduce is None:
                 store(b, v, outs[k], off, out_dtypes[k])
@@ -156,6 +162,48 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
         body([i64(0)] * len(strides))
     b.ret_void()
     return fn
+
+
+def _instructions(member, in_dtypes):
+    """A member's body as (key, op, argument keys, argument dtypes, dtype) in order. The
+    key names the value: ("in", k) for input k, else (op as repr, so -0.0 and 0.0 differ;
+    dtype; argument keys; argument dtypes), so equal keys across members are one value."""
+    keys = [("in", u) for u in member.refs]
+    dts = [np.dtype(in_dtypes[u]) for u in member.refs]
+    out = []
+    for (op, args), dt in zip(member.fused.body, member.fused.dtypes):
+        arg_keys, arg_dts = tuple(keys[a] for a in args), tuple(dts[a] for a in args)
+        key = (repr(op), np.dtype(dt), arg_keys, arg_dts)
+        out.append((key, op, arg_keys, arg_dts, np.dtype(dt)))
+        keys.append(key)
+        dts.append(np.dtype(dt))
+    return out
+
+
+_F32 = np.dtype(np.float32)
+
+
+def _sigmoid_exp_pairs(listing) -> dict:
+    """key -> (sigmoid key, exp key, v key) for every float32 v whose sigmoid(v) and
+    exp(-v) are both computed: one exp reduction serves both
+    (vecmath.sigmoid_and_exp_neg)."""
+    sig, neg, exp = {}, {}, {}
+    for instrs in listing:
+        for key, op, arg_keys, arg_dts, dt in instrs:
+            if dt != _F32 or arg_dts != (_F32,):
+                continue
+            if isinstance(op, E.Sigmoid):
+                sig[arg_keys[0]] = key
+            elif isinstance(op, E.Negative):
+                neg[key] = arg_keys[0]
+            elif isinstance(op, E.Exp):
+                exp[arg_keys[0]] = key
+    out = {}
+    for n_key, v_key in neg.items():
+        if v_key in sig and n_key in exp:
+            triple = (sig[v_key], exp[n_key], v_key)
+            out[sig[v_key]] = out[exp[n_key]] = triple
+    return out
 
 
 def _is_one(v) -> bool:

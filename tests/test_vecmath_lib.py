@@ -81,3 +81,53 @@ def test_vector_variant_matches_inlined_code_bit_for_bit(fname, dtype):
     same = _same_bits(got, want)
     i = int(np.argmin(same))
     assert same.all(), (fname, [x[i] for x in xs], got[i], want[i])
+
+
+def _pair_kernel():
+    """f(x, sig, e, n): sig[i], e[i] = vecmath.sigmoid_and_exp_neg(x[i]) (float32)."""
+    from symgraph.compiler import vecmath
+    mod = ir.Module(name="pair")
+    f32p = ir.FloatType().as_pointer()
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [f32p] * 3 + [ir.IntType(64)]),
+                     name="f")
+    for a in fn.args[:3]:
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with for_range(b, fn.args[3]) as i:
+        s, e = vecmath.sigmoid_and_exp_neg(b, b.load(b.gep(fn.args[0], [i])), np.float32)
+        b.store(s, b.gep(fn.args[1], [i]))
+        b.store(e, b.gep(fn.args[2], [i]))
+    b.ret_void()
+    llvm = target.llvm()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.target_machine(jit=True))
+    engine.add_module(target.parse_and_optimize(str(mod)))
+    engine.finalize_object()
+    proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3), ctypes.c_int64)
+    return engine, proto(engine.get_function_address("f"))
+
+
+def test_shared_sigmoid_and_exp_keep_their_bounds_and_specials():
+    from symgraph.compiler import vecmath
+    from .vecmath_harness import reference, ulp_error
+    engine, fn = _pair_kernel()
+    rng = np.random.default_rng(8)
+    lo = np.float32(-103.99)
+    x = np.concatenate([_specials(np.float32), rng.uniform(-110, 110, 400_000),
+                        rng.uniform(-3, 3, 200_000), np.linspace(lo, -80, 200_001),
+                        rng.choice([-1, 1], 100_000) * 10.0 ** rng.uniform(-45, 1.5, 100_000),
+                        _random_bits(rng, np.float32, 200_000)]).astype(np.float32)
+    sig, e = np.empty_like(x), np.empty_like(x)
+    fn(x.ctypes.data, sig.ctypes.data, e.ctypes.data, x.size)
+    with np.errstate(all="ignore"):
+        want_e = kernel("exp", np.float32)(-x)
+    assert _same_bits(e, want_e).all()                       # exp(-x), bit for bit
+    err = ulp_error(sig, reference("sigmoid", x), np.float32)
+    i = int(np.argmax(err))
+    assert err[i] <= vecmath.MAX_ULP["sigmoid"][0], (x[i], sig[i], err[i])
+    fi = np.finfo(np.float32)
+    sub = (x < -88) & (x > -103)
+    assert ((sig[sub] > 0) & (sig[sub] < fi.tiny)).all()      # subnormal, not flushed
+    with np.errstate(all="ignore"):
+        ref = reference("sigmoid", x).astype(np.float32)
+    exact = (ref == 0) | (ref == 1) | np.isnan(ref)
+    np.testing.assert_array_equal(sig[exact], ref[exact])
