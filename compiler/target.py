@@ -75,7 +75,21 @@ def parse_and_optimize(ir_text: str, *, opt: int = 3):
             pto.loop_unrolling = not big
             pb = b.create_pass_builder(tm, pto)
             pb.getModulePassManager().run(mod, pb)
+            if not big:
+                _inline_vector_math(b, mod, tm)
         return mod
+
+
+def _inline_vector_math(b, mod, tm):
+    """Inline the out-of-line vector math (vecmath_lib) into the vectorized loops that
+    now call it: a call clobbers every vector register, so the loop would spill its
+    live values around each one. Only the vector variants are ``alwaysinline``, and
+    they have no callers before the loop vectorizer runs, hence this second pass."""
+    pm = b.create_new_module_pass_manager()
+    pm.add_always_inliner_pass()
+    pm.add_instruction_combine_pass()
+    pm.add_simplify_cfg_pass()
+    pm.run(mod, b.create_pass_builder(tm, b.create_pipeline_tuning_options(speed_level=2)))
 
 
 def emit_object(mod) -> bytes:

@@ -66,6 +66,7 @@ def function(module, name: str, dt, arity: int = 1) -> ir.Function:
     vname = f"{sname}.v{lanes}"
     vec = _define(module, vname, vty, arity, name, dt)
     vec.visibility = "hidden"
+    vec.attributes.add("alwaysinline")    # once the vectorizer has called it (target.py)
     fn = _define(module, sname, ty, arity, name, dt)
     fn.linkage = "internal"
     attrs = _Attributes()
