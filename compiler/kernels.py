@@ -70,7 +70,7 @@ def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
 
 
 def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *,
-               noalias: bool = True, in_place=None) -> ir.Function:
+               noalias: bool = True, in_place=None, interleave_math: bool = True) -> ir.Function:
     """``void name(ptr out0.., ptr in0.., i64 lo, i64 hi, i64 extent0..)``: one loop
     nest computing every member's value (common subexpressions once) and writing or
     reducing it into its output. ``plan.patterns`` lists the inputs, then the outputs.
@@ -78,7 +78,9 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     it (when no output is reduced along it: then each thread owns its output rows).
     ``in_place`` (input index -> output index) names inputs whose buffer is that
     output's (computing in place): they are read through the output pointer, so every
-    pointer stays noalias (no runtime overlap checks, no second loop version)."""
+    pointer stays noalias (no runtime overlap checks, no second loop version).
+    ``interleave_math``: force two vector iterations per loop trip when the body calls
+    vector math (see loop_hints; off in big modules, where it costs compile time)."""
     in_place = in_place or {}
     n_out, n_in = len(members), len(in_dtypes)
     n_ptr = n_out + n_in
@@ -157,7 +159,10 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
                       out_dtypes[k])
 
     if extents:
-        _nest(b, extents, strides, body, [i64(0)] * len(strides), 0, (lo, hi))
+        heavy = interleave_math and any(isinstance(op, MATH_OPS)
+                                        for m in members for op, _ in m.fused.body)
+        _nest(b, extents, strides, body, [i64(0)] * len(strides), 0, (lo, hi),
+              interleave=2 if heavy else 0)
     else:
         body([i64(0)] * len(strides))
     b.ret_void()
@@ -206,28 +211,40 @@ def _sigmoid_exp_pairs(listing) -> dict:
     return out
 
 
-def no_unroll(module):
-    """``!llvm.loop`` metadata that keeps LLVM's unroller off a kernel loop: its vector
-    body is already interleaved, and unrolling hundreds of kernels (and their scalar
-    remainders) doubled the optimize time of an MLP step for no measured gain."""
+def loop_hints(module, interleave: int = 0):
+    """``!llvm.loop`` metadata of a kernel loop. LLVM's unroller stays off: the vector
+    body is interleaved, and unrolling hundreds of kernels (and their scalar remainders)
+    doubled the optimize time of an MLP step for no measured gain. ``interleave`` forces
+    that many vector iterations side by side: a body of vector math is one long
+    dependency chain that a single iteration cannot hide (10% on elementwise_grad)."""
     from .window_loops import _LoopID
-    return _LoopID(module, [module.add_metadata([ir.MetaDataString(module,
-                                                                   "llvm.loop.unroll.disable")])])
+    hints = [module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])]
+    if interleave:
+        hints.append(module.add_metadata([ir.MetaDataString(module, "llvm.loop.interleave.count"),
+                                          ir.Constant(ir.IntType(32), interleave)]))
+    return _LoopID(module, hints)
+
+
+# ops whose lowering calls vecmath: a loop body with one of them is latency-bound
+MATH_OPS = (E.Exp, E.Log, E.Log1p, E.Expm1, E.Tanh, E.Sigmoid, E.Softplus, E.Sin, E.Cos,
+            E.Power)
 
 
 def _is_one(v) -> bool:
     return isinstance(v, ir.Constant) and v.constant == 1
 
 
-def _nest(b, extents, strides, body, offsets, level, bounds=None):
+def _nest(b, extents, strides, body, offsets, level, bounds=None, interleave=0):
     if level == len(extents):
         body(offsets)
         return
     start, stop = bounds if bounds else (None, extents[level])
-    with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=no_unroll(b.module)) as i:
+    inner = level == len(extents) - 1
+    hints = loop_hints(b.module, interleave if inner else 0)
+    with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=hints) as i:
         nxt = [o if _is_zero(s[level]) else b.add(o, b.mul(i, s[level]) if not _is_one(s[level]) else i)
                for o, s in zip(offsets, strides)]
-        _nest(b, extents, strides, body, nxt, level + 1)
+        _nest(b, extents, strides, body, nxt, level + 1, interleave=interleave)
 
 
 def _is_zero(v) -> bool:
@@ -246,7 +263,7 @@ def _emit_init(b, kind, out, dt, extents, pattern, lo, hi):
     else:
         start, stop = i64(0), inner
     init = identity(kind, dt)
-    with for_range(b, stop, name="init", start=start, loop_metadata=no_unroll(b.module)) as i:
+    with for_range(b, stop, name="init", start=start, loop_metadata=loop_hints(b.module)) as i:
         store(b, init, out, i, dt)
 
 

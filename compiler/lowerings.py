@@ -88,11 +88,23 @@ def _lower_loop(ctx, nid):
     if fn is None:
         label = fuseds[0].name if len(group) == 1 else f"group{len(group)}"
         fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
-                        plan, in_place=in_place)
+                        plan, in_place=in_place, interleave_math=not _big_program(ctx))
         ctx.kernel_cache[key] = fn
     splittable = bool(plan.extents) and all(p[0] for p in plan.patterns[len(in_ids):])
     call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],
                 plan.extents, splittable=splittable)
+
+
+def _big_program(ctx) -> bool:
+    """Whether the module will count as big for target.parse_and_optimize (more
+    functions than BIG_MODULE_FUNCTIONS): then loops are not forced to interleave."""
+    from .target import BIG_MODULE_FUNCTIONS
+    big = getattr(ctx, "_big_program", None)
+    if big is None:
+        g = ctx.graph
+        big = sum(as_fused(g, n) is not None for n in ctx.plan.steps) > BIG_MODULE_FUNCTIONS
+        ctx._big_program = big
+    return big
 
 
 @lowers(Fused, E.Elementwise, S.BroadcastTo, R.Sum, R.Prod, R.Max, R.Min)
