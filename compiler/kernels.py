@@ -1,5 +1,6 @@
 """Loop nests for Fused kernels: elementwise bodies over a broadcast iteration space,
-optionally reduced over some axes.
+optionally reduced over some axes; a group of sibling kernels (horizontal.py) is one
+loop nest with several outputs.
 
 Broadcasting is static, so each input's stride along each axis is known to be 0 or
 "dense" at compile time. Adjacent axes with the same broadcast pattern in every
@@ -15,9 +16,9 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph import dims as D
-from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, storage_type, typed_ptr
 from symgraph.ops import elementwise as E
 from . import vecmath
+from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, typed_ptr
 from .lower_scalar import constant, convert, emit_op, is_float_dt
 
 REDUCE_IDENTITY = {"sum": 0, "prod": 1}
@@ -62,15 +63,8 @@ class Member:
     refs: tuple
 
 
-def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
-                noalias: bool = True) -> ir.Function:
-    """The kernel of one Fused node (see emit_group)."""
-    return emit_group(module, name, [Member(fused, tuple(range(len(in_dtypes))))],
-                      in_dtypes, [out_dtype], plan, noalias=noalias)
-
-
 def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *,
-               noalias: bool = True, in_place=None, interleave_math: bool = True) -> ir.Function:
+               in_place=None, interleave_math: bool = True) -> ir.Function:
     """``void name(ptr out0.., ptr in0.., i64 lo, i64 hi, i64 extent0..)``: one loop
     nest computing every member's value (common subexpressions once) and writing or
     reducing it into its output. ``plan.patterns`` lists the inputs, then the outputs.
@@ -91,8 +85,7 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     # function passes work on one huge body, for no gain (one call per kernel)
     fn.attributes.add("noinline")
     for k in range(n_ptr):
-        if noalias:  # not when the output overwrites an input (computing in place)
-            fn.args[k].add_attribute("noalias")
+        fn.args[k].add_attribute("noalias")
         fn.args[k].name = (f"out{k}" if n_out > 1 else "out") if k < n_out else f"in{k - n_out}"
     lo, hi = fn.args[n_ptr], fn.args[n_ptr + 1]
     lo.name, hi.name = "lo", "hi"
@@ -125,6 +118,8 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     paired = _sigmoid_exp_pairs(listing)
 
     def body(offsets):
+        # inputs are loaded on first use, possibly after an earlier member's store: only
+        # a group of one computes in place (memory.plan_memory), so no store hits them
         loaded = {}
         values = {}
 
