@@ -156,8 +156,12 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     if extents:
         heavy = interleave_math and any(isinstance(op, MATH_OPS)
                                         for m in members for op, _ in m.fused.body)
+        # a reduction along the innermost axis carries its sum in a register: several
+        # vector accumulators hide the add latency (also in big modules)
+        folds = any(m.fused.reduce is not None and not plan.patterns[n_in + k][-1]
+                    for k, m in enumerate(members))
         _nest(b, extents, strides, body, [i64(0)] * len(strides), 0, (lo, hi),
-              interleave=2 if heavy else 0)
+              interleave=2 if heavy else 4 if folds else 0)
     else:
         body([i64(0)] * len(strides))
     b.ret_void()

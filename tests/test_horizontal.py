@@ -137,3 +137,24 @@ def test_grouped_order_keeps_dependencies():
     for grp in set(kept.values()):
         ks = sorted(pos[m] for m in grp)
         assert ks == list(range(ks[0], ks[0] + len(grp)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_full_reductions_vectorize_with_several_accumulators(dtype):
+    """sum and max over the innermost axis keep several vector accumulators (the adds
+    reassociate), in one loop for both."""
+    with sg.Graph():
+        x = sg.placeholder(shape=("n",), dtype=dtype, name="x")
+        f = sg.function([x], [sg.sum(x * x), sg.max(x * 2.0)], mode="native")
+    lanes = 32 // np.dtype(dtype).itemsize
+    ty = "float" if dtype == np.float32 else "double"
+    (kernel,) = [k for k in f.llvm_ir.split("\ndefine ") if "@k." in k.split("(")[0]]
+    accumulators = re.findall(rf"phi <{lanes} x {ty}>", kernel)
+    assert len(accumulators) >= 2 * 2            # two reductions, interleaved
+    for n in (1, 7, 1001):
+        xv = rng.standard_normal(n).astype(dtype)
+        s, m = f(xv)
+        np.testing.assert_allclose(s, (xv.astype(np.float64) ** 2).sum(), rtol=1e-5)
+        assert m == (xv * dtype(2)).max()
+    with pytest.raises(sg.errors.CallShapeError, match="max of an empty axis"):
+        f(np.zeros(0, dtype))
