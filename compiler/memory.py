@@ -45,6 +45,8 @@ def nbytes(type_) -> object:
 def _aligned(size):
     if type(size) is int:
         return -(-size // ALIGN) * ALIGN
+    if D.mod(size, ALIGN) == 0:     # batch * 2048 bytes: aligned already, no division
+        return size
     return D.mul(D.floordiv(D.add(size, ALIGN - 1), ALIGN), ALIGN)
 
 
