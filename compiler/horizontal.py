@@ -58,31 +58,33 @@ def sibling_groups(program, order=None) -> dict:
     order = order or program.order()
     index = {n: k for k, n in enumerate(order)}
     groups: list = []                 # [members], members in schedule order
-    by_key: dict = {}                 # (space, dtype-free key) -> open groups
+    readers: dict = {}                # (space, input) -> groups that read the input
     for nid in order:
         f = _joinable(g, nid)
         if f is None:
             continue
-        ins = set(g.inputs(nid))
-        key = tuple(f.space)
-        placed = False
-        for grp in by_key.get(key, ()):
-            if len(grp["members"]) >= MAX_MEMBERS or not (ins & grp["inputs"]):
-                continue
-            if _depends(g, nid, grp["members"], index):
-                continue
-            grp["members"].append(nid)
-            grp["inputs"] |= ins
-            placed = True
-            break
-        if not placed:
-            grp = {"members": [nid], "inputs": ins}
-            by_key.setdefault(key, []).append(grp)
-            groups.append(grp)
+        ins = list(dict.fromkeys(g.inputs(nid)))
+        space = tuple(f.space)
+        home = None
+        for i in ins:
+            for grp in readers.get((space, i), ()):
+                if len(grp) < MAX_MEMBERS and not _depends(g, nid, grp, index):
+                    home = grp
+                    break
+            if home is not None:
+                break
+        if home is None:
+            home = []
+            groups.append(home)
+        home.append(nid)
+        for i in ins:
+            lst = readers.setdefault((space, i), [])
+            if home not in lst:
+                lst.append(home)
     out = {}
     for grp in groups:
-        if len(grp["members"]) > 1:
-            t = tuple(grp["members"])
+        if len(grp) > 1:
+            t = tuple(grp)
             for m in t:
                 out[m] = t
     return out
