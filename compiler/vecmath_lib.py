@@ -6,7 +6,7 @@ For a function and dtype the module gets two definitions:
 - ``sg.vm.<fn>.<dtype>``, the scalar function, ``noinline`` and free of side effects,
   carrying the ``vector-function-abi-variant`` attribute that names its vector variant;
 - ``sg.vm.<fn>.<dtype>.v<lanes>``, the same IR on <lanes x T> vectors (one register
-  of the host's vector width).
+  of each of the host's vector widths).
 
 The loop vectorizer then turns a kernel loop that calls the scalar function into a
 loop that calls the vector variant on whole registers; the scalar one serves the
@@ -39,13 +39,14 @@ class _Attributes(ir.values.FunctionAttributes):
 
 
 @functools.lru_cache(maxsize=None)
-def vector_bits() -> int:
-    """The host's vector register width in bits (AVX-512: 512, else AVX: 256)."""
+def vector_widths() -> tuple:
+    """Vector widths in bits to offer the vectorizer: the host's registers (AVX: 256;
+    AVX-512: 256 and 512, since LLVM prefers 256-bit vectors on some AVX-512 CPUs)."""
     from .target import host_cpu
     features = host_cpu()[2]
     if "+avx512f" in features:
-        return 512
-    return 256 if "+avx" in features else 128
+        return (256, 512)
+    return (256,) if "+avx" in features else (128,)
 
 
 def call(b, name: str, args, dt):
@@ -61,17 +62,19 @@ def function(module, name: str, dt, arity: int = 1) -> ir.Function:
     if fn is not None:
         return fn
     ty = value_type(dt)
-    lanes = vector_bits() // (8 * dt.itemsize)
-    vty = ir.VectorType(ty, lanes)
-    vname = f"{sname}.v{lanes}"
-    vec = _define(module, vname, vty, arity, name, dt)
-    vec.visibility = "hidden"
-    vec.attributes.add("alwaysinline")    # once the vectorizer has called it (target.py)
+    variants = []
+    for bits in vector_widths():
+        lanes = bits // (8 * dt.itemsize)
+        vname = f"{sname}.v{lanes}"
+        vec = _define(module, vname, ir.VectorType(ty, lanes), arity, name, dt)
+        vec.visibility = "hidden"
+        vec.attributes.add("alwaysinline")  # once the vectorizer has called it (target.py)
+        variants.append(f"_ZGV_LLVM_N{lanes}{'v' * arity}_{sname}({vname})")
     fn = _define(module, sname, ty, arity, name, dt)
     fn.linkage = "internal"
     attrs = _Attributes()
     for a in ("noinline", "nounwind", "readnone",
-              f'"vector-function-abi-variant"="_ZGV_LLVM_N{lanes}{"v" * arity}_{sname}({vname})"'):
+              f'"vector-function-abi-variant"="{",".join(variants)}"'):
         attrs.add(a)
     fn.attributes = attrs
     return fn
