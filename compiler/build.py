@@ -7,26 +7,29 @@ be loaded and run without the graph that produced it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from symgraph import dims as D
 from symgraph.op import format_source
 from . import target
-from .codegen import compile_program, ENTRY, ARRAY_ENTRY, ARRAY_DATA_OFFSET
 
 FORMAT_VERSION = 1
 
 
-@dataclass
 class Artifact:
-    object_code: bytes
-    manifest: dict
-    ir: str = ""                 # the generated IR before optimization
-    optimized_ir: str = ""
-    timings: dict = field(default_factory=dict)
-    plan: object = None
+    """Machine code and its manifest; ``ir``/``optimized_ir``/``plan`` are empty when it
+    came from the cache. (A plain class: a dataclass costs about a millisecond to create
+    at import, a visible share of a warm ``sg.function``.)"""
+
+    def __init__(self, object_code: bytes, manifest: dict, ir: str = "",
+                 optimized_ir: str = "", timings=None, plan=None, library: bytes = b""):
+        self.object_code = object_code
+        self.manifest = manifest
+        self.ir = ir                        # the generated IR before optimization
+        self.optimized_ir = optimized_ir
+        self.timings = timings if timings is not None else {}
+        self.plan = plan
+        self.library = library              # the object linked as a shared library (link.py)
 
 
 def _argspecs(program):
@@ -41,6 +44,9 @@ def _argspecs(program):
 
 
 def build(program, *, keep_ir: bool = True) -> Artifact:
+    # Imported here: the code generator is large, and loading a cached artifact
+    # (which imports this module for Artifact) never needs it.
+    from .codegen import compile_program, ENTRY, ARRAY_ENTRY, ARRAY_DATA_OFFSET
     t0 = time.perf_counter()
     ir_text, layout = compile_program(program)
     t1 = time.perf_counter()

@@ -1,30 +1,36 @@
-"""Compile cache: the same optimized graph never goes through LLVM twice.
+"""Compile cache: the same graph never goes through the rewrites or LLVM twice.
 
 Two levels: a dict in this process, and a directory on disk shared by processes
 (``$SYMGRAPH_CACHE_DIR``, else ``$XDG_CACHE_HOME/symgraph`` or ``~/.cache/symgraph``;
-``SYMGRAPH_CACHE_DIR=off`` disables it). The key hashes the optimized graph with
-nodes numbered canonically, the dtypes/shapes, constants' bytes, the user's source
-lines (they appear in error messages), the symgraph, llvmlite and format versions and
-the host CPU. An entry is one file: magic, lengths, manifest JSON, object code and a
-checksum; it is written to a temporary file and renamed, so a reader never sees half
-of it, and anything that fails to verify is ignored and rebuilt.
+``SYMGRAPH_CACHE_DIR=off`` disables it). ``sg.function`` looks an entry up by the key
+of its program AS BUILT plus the rewrite options (cachekey.py), so a hit skips the
+rewrite pipeline as well as LLVM: the manifest says what the code needs, and shared
+variables and constants are found by their position in the as-built program (folded
+constants, which exist only after rewriting, are stored in the entry).
+
+An entry is one file: magic, lengths, the manifest (marshal: plain data, read without
+importing anything; the Python version is in the key), object code, constants' bytes,
+the code linked as a shared library (link.py; empty without a linker) and a checksum.
+It is written to a temporary file and renamed, so a reader never sees half of it, and
+anything that fails to verify is ignored and rebuilt.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
+import marshal
 import os
 import struct
 import tempfile
 import threading
 from pathlib import Path
 
-from symgraph.ops.leaves import Constant
-from . import target
-from .build import Artifact, FORMAT_VERSION, build
+import numpy as np
 
-MAGIC = b"SGXC\x01"
+from symgraph.ops.leaves import Constant, Shared
+from .build import Artifact, FORMAT_VERSION, build
+from .cachekey import host_id, program_key, versions as _versions
+
+MAGIC = b"SGXC\x02"
 _memory: dict = {}
 _lock = threading.Lock()
 stats = {"memory_hits": 0, "disk_hits": 0, "misses": 0, "rejected": 0}
@@ -38,91 +44,67 @@ def cache_dir():
     return Path(base) / "symgraph"
 
 
-def _versions() -> str:
-    return _static_versions() + _parallel_tag()
-
-
-def _parallel_tag() -> str:
-    from .parallel import available as parallel_loops
-    return f"|parallel {parallel_loops()}"
-
-
-@functools.lru_cache(maxsize=None)
-def _static_versions() -> str:
-    """Versions that change generated code, including a digest of the compiler's own
-    sources, so a changed code generator never reuses an old entry."""
-    import llvmlite
-    import symgraph
-    h = hashlib.blake2b(digest_size=8)
-    here = Path(__file__).resolve().parent
-    for path in sorted(here.rglob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return (f"symgraph {symgraph.__version__}|llvmlite {llvmlite.__version__}|"
-            f"format {FORMAT_VERSION}|compiler {h.hexdigest()}")
-
-
-def program_key(program):
-    """(hex key, canonical position of every node) of a Program."""
-    g = program.graph
-    order = program.order()
-    pos = {nid: k for k, nid in enumerate(order)}
-    for nid in program.inputs:  # an input nothing depends on is still an argument
-        if nid not in pos:
-            pos[nid] = len(pos)
-            order.append(nid)
-    h = hashlib.blake2b(digest_size=20)
-    h.update(_versions().encode())
-    h.update(target.cpu_fingerprint().encode())
-    for nid in order:
-        node = g.node(nid)
-        op = node["op"]
-        if isinstance(op, Constant):
-            arr = op.value.array
-            desc = f"const {arr.dtype.str} {arr.shape} " + hashlib.blake2b(
-                arr.tobytes(), digest_size=16).hexdigest()
-        else:
-            desc = repr(op)
-        src = node["source"]
-        h.update(f"{desc}|{node['type']}|{[pos[i] for i in node['inputs']]}|"
-                 f"{node.get('requires', ())}|{src and (src[0], src[1])}\n".encode())
-    h.update(repr(([pos[i] for i in program.inputs], [pos[o] for o in program.outputs],
-                   [(pos[s], pos[v]) for s, v in program.updates])).encode())
-    return h.hexdigest(), pos
-
-
-def _encode(obj: bytes, manifest: dict) -> bytes:
-    meta = json.dumps(manifest, sort_keys=True).encode()
-    body = struct.pack("<QQ", len(meta), len(obj)) + meta + obj
+# -- entries -------------------------------------------------------------------------------
+def _encode(obj: bytes, manifest: dict, data: bytes = b"", library: bytes = b"") -> bytes:
+    meta = marshal.dumps(manifest)
+    parts = (meta, obj, data, library)
+    body = struct.pack("<4Q", *map(len, parts)) + b"".join(parts)
     return MAGIC + body + hashlib.blake2b(body, digest_size=32).digest()
 
 
 def _decode(data: bytes):
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 16 + 32:
+    """(object code, manifest, constants' bytes, shared library), or None for anything
+    malformed."""
+    head = 32
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + head + 32:
         return None
     body, digest = data[len(MAGIC):-32], data[-32:]
     if hashlib.blake2b(body, digest_size=32).digest() != digest:
         return None
-    n_meta, n_obj = struct.unpack("<QQ", body[:16])
-    if 16 + n_meta + n_obj != len(body):
+    sizes = struct.unpack("<4Q", body[:head])
+    if head + sum(sizes) != len(body):
         return None
-    manifest = json.loads(body[16:16 + n_meta])
-    return body[16 + n_meta:], manifest
+    parts, start = [], head
+    for n in sizes:
+        parts.append(body[start:start + n])
+        start += n
+    try:
+        manifest = marshal.loads(parts[0])
+    except (ValueError, EOFError, TypeError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    return parts[1], manifest, parts[2], parts[3]
 
 
 def _valid(manifest, key) -> bool:
     return (manifest.get("format") == FORMAT_VERSION and manifest.get("key") == key
-            and manifest.get("cpu") == target.cpu_fingerprint()
-            and manifest.get("versions") == _versions())
+            and manifest.get("host") == host_id() and manifest.get("versions") == _versions())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temporary file and a rename: readers see all of it or nothing.
+    A cache that cannot be written is only a slower cache, so errors are ignored."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
 
 
 def _read_disk(key):
     d = cache_dir()
     if d is None:
         return None
-    path = d / f"{key}.sgxc"
     try:
-        data = path.read_bytes()
+        data = (d / f"{key}.sgxc").read_bytes()
     except OSError:
         return None
     decoded = _decode(data)
@@ -132,49 +114,206 @@ def _read_disk(key):
     return decoded
 
 
-def _write_disk(key, obj, manifest) -> None:
+def _write_disk(key, obj, manifest, data=b"", library=b"") -> None:
     d = cache_dir()
-    if d is None:
-        return
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=d)
-        with os.fdopen(fd, "wb") as f:
-            f.write(_encode(obj, manifest))
-        os.replace(tmp, d / f"{key}.sgxc")
-    except OSError:
-        pass  # a cache that cannot be written is only a slower cache
+    if d is not None:
+        write_atomically(d / f"{key}.sgxc", _encode(obj, manifest, data, library))
 
 
-def compile_cached(program) -> Artifact:
-    """The Artifact of ``program``, from memory, from disk, or freshly built."""
-    key, pos = program_key(program)
+def _lookup(key):
+    """((obj, manifest, data, library), "memory" | "disk") or (None, None)."""
     with _lock:
         hit = _memory.get(key)
-    source = "memory"
-    if hit is None:
-        hit = _read_disk(key)
-        source = "disk"
     if hit is not None:
-        obj, manifest = hit
-        stats["memory_hits" if source == "memory" else "disk_hits"] += 1
+        stats["memory_hits"] += 1
+        return hit, "memory"
+    hit = _read_disk(key)
+    if hit is not None:
+        stats["disk_hits"] += 1
+        with _lock:
+            _memory[key] = hit
+        return hit, "disk"
+    return None, None
+
+
+def _remember(key, art, data=b"") -> None:
+    with _lock:
+        _memory[key] = (art.object_code, art.manifest, data, art.library)
+
+
+def _stamp(manifest, key) -> None:
+    """What a reader checks before it trusts an entry."""
+    manifest["key"] = key
+    manifest["versions"] = _versions()
+    manifest["host"] = host_id()
+
+
+# -- an optimized program (debug probes, ahead-of-time use) ------------------------------
+def compile_cached(program) -> Artifact:
+    """The Artifact of an optimized ``program``, from memory, from disk, or freshly built."""
+    key, pos = program_key(program)
+    hit, source = _lookup(key)
+    if hit is not None:
+        obj, manifest, _, _ = hit
         art = Artifact(obj, manifest)
         by_pos = {p: nid for nid, p in pos.items()}
         art.shared_ids = [by_pos[p] for p in manifest["shared_pos"]]
         art.constant_ids = [by_pos[p] for p in manifest["constant_pos"]]
         art.cache = source
-    else:
-        stats["misses"] += 1
-        art = build(program)
-        art.manifest["key"] = key
-        art.manifest["versions"] = _versions()
-        art.manifest["shared_pos"] = [pos[n] for n in art.shared_ids]
-        art.manifest["constant_pos"] = [pos[n] for n in art.constant_ids]
-        _write_disk(key, art.object_code, art.manifest)
-        art.cache = "miss"
-    with _lock:
-        _memory[key] = (art.object_code, art.manifest)
+        return art
+    stats["misses"] += 1
+    art = build(program)
+    _stamp(art.manifest, key)
+    art.manifest["shared_pos"] = [pos[n] for n in art.shared_ids]
+    art.manifest["constant_pos"] = [pos[n] for n in art.constant_ids]
+    _write_disk(key, art.object_code, art.manifest)
+    art.cache = "miss"
+    _remember(key, art)
     return art
+
+
+# -- a program as built (sg.function) ------------------------------------------------------
+def compile_function(program, options_tag: str, optimize):
+    """``(artifact, optimized program or None)`` for a program as built.
+
+    ``optimize()`` runs the rewrites; it is called only on a miss. The artifact's
+    ``shared`` and ``constants`` are the storages and arrays the code is called with,
+    bound through the manifest on a hit and on a miss alike.
+    """
+    key, pos = program_key(program, f"rewrites {options_tag}")
+    hit, source = _lookup(key)
+    if hit is not None:
+        obj, manifest, data, library = hit
+        art = Artifact(obj, manifest, library=library)
+        art.cache = source
+        try:
+            art.shared, art.constants = _bind(program, pos, manifest, data)
+            if not library and source == "disk":  # written by a process that could
+                _link_later(key, obj, manifest, data)  # not link it: next time, loaded
+            return art, None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            stats["rejected"] += 1  # an entry that does not fit this program: rebuild
+    stats["misses"] += 1
+    optimized = optimize()
+    art = build(optimized)
+    data = _record_bindings(art, program, optimized, pos)
+    _stamp(art.manifest, key)
+    art.shared, art.constants = _bind(program, pos, art.manifest, data)
+    _write_disk(key, art.object_code, art.manifest, data)
+    art.cache = "miss"
+    _remember(key, art, data)
+    _link_later(key, art.object_code, art.manifest, data)
+    return art, optimized
+
+
+def _record_bindings(art, program, optimized, pos) -> bytes:
+    """Record in the manifest where each shared variable and constant the code takes
+    comes from: a position in the as-built program, or (a constant the rewrites made)
+    bytes stored in the entry. Returns those bytes."""
+    src, opt = program.graph, optimized.graph
+    art.manifest["shared_src"] = [pos[n] for n in art.shared_ids]
+    slots, chunks, offset = [], [], 0
+    for n in art.constant_ids:
+        value = opt.op(n).value
+        if n in pos and isinstance(src.op(n), Constant) and src.op(n).value == value:
+            slots.append({"pos": pos[n]})
+            continue
+        raw = value.array.tobytes()
+        slots.append({"offset": offset, "dtype": value.array.dtype.str,
+                      "shape": list(value.array.shape)})
+        chunks.append(raw)
+        offset += len(raw)
+    art.manifest["constants_src"] = slots
+    return b"".join(chunks)
+
+
+def _bind(program, pos, manifest, data):
+    """(shared storages, constant arrays) of the entry, in argument order; raises
+    ValueError when they do not match the types the code was compiled for."""
+    order = list(pos)  # positions are the insertion order of ``pos``
+    g = program.graph
+    shared = []
+    for p, want in zip(manifest["shared_src"], manifest["shared"], strict=True):
+        op = g.op(order[p])
+        if not isinstance(op, Shared):
+            raise ValueError(f"position {p} is not a shared variable")
+        _check(op.storage.value, want)
+        shared.append(op.storage)
+    constants = []
+    for slot, want in zip(manifest["constants_src"], manifest["constants"], strict=True):
+        if "pos" in slot:
+            op = g.op(order[slot["pos"]])
+            if not isinstance(op, Constant):
+                raise ValueError(f"position {slot['pos']} is not a constant")
+            arr = op.value.array
+        else:
+            dtype = np.dtype(slot["dtype"])
+            count = int(np.prod(slot["shape"], dtype=np.int64))
+            arr = np.frombuffer(data, dtype, count, slot["offset"]).reshape(slot["shape"]).copy()
+            arr.flags.writeable = False
+        _check(arr, want)
+        constants.append(arr)
+    return shared, constants
+
+
+def _check(arr, want) -> None:
+    if arr.dtype.str != want["dtype"] or list(arr.shape) != list(want["shape"]):
+        raise ValueError(f"a {arr.dtype}{list(arr.shape)} array where the code takes "
+                         f"{want['dtype']}{want['shape']}")
+
+
+# -- the shared library, off the critical path ----------------------------------------------
+_links: "queue.Queue | None" = None   # (key, obj, manifest, data) for the linking thread
+_linker = None                        # that thread
+
+
+def _link_later(key, obj, manifest, data) -> None:
+    """Have the object linked into a shared library by a background thread, which then
+    rewrites the entry with it. Only other processes gain from the library: this one
+    has LLVM loaded and loads the object itself (a few ms, less than the linker takes),
+    so the compile does not wait. One thread links entries one at a time; the process
+    waits for it when it exits, so the entry is complete for the next process."""
+    global _links, _linker
+    if cache_dir() is None:
+        return
+    from .link import linker, prepare
+    if linker() is None:
+        return
+    prepare(manifest["external"])  # what needs LLVM is done here, not in the thread
+    with _lock:
+        if _links is None:
+            import atexit
+            import queue
+            _links = queue.Queue()
+            _linker = threading.Thread(target=_linker_loop, args=(_links,),
+                                       name="symgraph-link", daemon=True)
+            _linker.start()
+            atexit.register(flush)
+    _links.put((key, obj, manifest, data))
+
+
+def _linker_loop(links) -> None:
+    from .link import link_shared
+    while True:
+        key, obj, manifest, data = links.get()
+        try:
+            library = link_shared(obj, manifest["external"])
+            if library:
+                _write_disk(key, obj, manifest, data, library)
+                with _lock:
+                    if key in _memory:
+                        _memory[key] = (obj, manifest, data, library)
+        except Exception:  # noqa: BLE001  a library that cannot be made is only a
+            pass            # slower load next time; the thread must keep serving
+        finally:
+            links.task_done()
+
+
+def flush() -> None:
+    """Wait until the entries being completed in the background are written."""
+    # A forked child has the queue but not the thread: it has nothing to wait for.
+    if _links is not None and _linker is not None and _linker.is_alive():
+        _links.join()
 
 
 def clear_memory() -> None:

@@ -16,11 +16,10 @@ definition, so adding a rule is one decorated function in the module of its them
 """
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import dataclass, field
 
-from .rewrite import DEAD, MERGE, GraphPass, Rewriter, RewriteReport, Rule
+from .options import RewriteOptions, options_tag, parse_options  # noqa: F401  (re-exported)
+from .rewrite import GraphPass, Rewriter, RewriteReport, Rule
 
 # (phase, rule groups that run in it, whole-graph passes run after its rules)
 PIPELINE = (
@@ -31,19 +30,14 @@ PIPELINE = (
     ("fuse", (), ("fuse_elementwise",)),
 )
 
+# How many times the pipeline ran in this process (a warm cache hit runs it zero times).
+stats = {"runs": 0}
+
 # A phase rescans the whole graph at most this many times; each scan is linear.
 MAX_ROUNDS = 4
 
 RULE_MODULES = ("cleanup", "rules_algebra", "rules_shape", "rules_stabilize", "rules_matrix",
                 "fusion")
-
-
-@dataclass(frozen=True)
-class RewriteOptions:
-    exclude: frozenset = frozenset()
-    finite_math: bool = False
-    verify: bool = field(default_factory=lambda: os.environ.get("SYMGRAPH_VERIFY", "") not in
-                         ("", "0"))
 
 
 def all_rules() -> dict:
@@ -58,34 +52,6 @@ def all_rules() -> dict:
     return out
 
 
-def parse_options(spec):
-    """``rewrites=`` as RewriteOptions, or None when rewriting is off."""
-    if spec is None or spec is True:
-        return RewriteOptions()
-    if spec is False or spec == "none":
-        return None
-    if isinstance(spec, RewriteOptions):
-        opts = spec
-    elif isinstance(spec, dict):
-        unknown = set(spec) - {"exclude", "finite_math", "verify"}
-        if unknown:
-            raise ValueError(f"rewrites: unknown keys {sorted(unknown)}; use 'exclude', "
-                             "'finite_math' or 'verify'")
-        exclude = spec.get("exclude", ())
-        if isinstance(exclude, str):
-            exclude = (exclude,)
-        kw = {k: bool(spec[k]) for k in ("finite_math", "verify") if k in spec}
-        opts = RewriteOptions(exclude=frozenset(exclude), **kw)
-    else:
-        raise TypeError(f"rewrites must be None, False, 'none', a dict or RewriteOptions, "
-                        f"got {type(spec).__name__}")
-    known = set(all_rules()) | {MERGE, DEAD}
-    bad = sorted(set(opts.exclude) - known)
-    if bad:
-        raise ValueError(f"rewrites: no rule named {bad}; known rules: {sorted(known)}")
-    return opts
-
-
 def optimize(program, rewrites=None):
     """``(optimized program, report)`` for a Program; the program itself is not modified.
 
@@ -94,6 +60,7 @@ def optimize(program, rewrites=None):
     opts = parse_options(rewrites)
     if opts is None:
         return program, None
+    stats["runs"] += 1
     work = program.copy()
     report = RewriteReport()
     report.excluded = tuple(sorted(opts.exclude))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph import dims as D
-from .jit import load_object
+from .jit import load_library, load_object
 from .native import NativeFunction
 from .signature import ArgSpec, Requirement, Signature
 from . import externals
@@ -17,9 +17,15 @@ def signature_from_manifest(m) -> Signature:
     return Signature(args, reqs)
 
 
-def native_function(object_code: bytes, manifest: dict, shared, constants) -> NativeFunction:
-    code = load_object(object_code, manifest["entry"], externals.addresses(manifest["external"]),
-                       manifest.get("array_entry"))
+def native_function(object_code: bytes, manifest: dict, shared, constants,
+                    library: bytes | None = None) -> NativeFunction:
+    """``library``: the same code linked as a shared library (loaded without LLVM when
+    the system allows it; else the object is loaded)."""
+    external = externals.addresses(manifest["external"])  # also loads what the library needs
+    code = load_library(library, manifest["entry"], manifest.get("array_entry")) \
+        if library else None
+    if code is None:
+        code = load_object(object_code, manifest["entry"], external, manifest.get("array_entry"))
     outputs = [(np.dtype(o["dtype"]), tuple(D.from_data(d) for d in o["shape"]))
                for o in manifest["outputs"]]
     return NativeFunction(code, signature_from_manifest(manifest), shared=shared,

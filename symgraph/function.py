@@ -54,35 +54,60 @@ class Function:
         first = (list(inputs) + outs + [s for s, _ in pairs] or [None])[0]
         outs = [as_tensor(o, graph=getattr(first, "graph", None)) for o in outs]
         self.program = build_program(list(inputs), outs, pairs)
-        # The rewritten copy runs; self.program stays as built, for inspection.
-        from .compiler.pipeline import optimize
-        self.optimized, self.rewrite_report = optimize(self.program, rewrites)
+        # The rewritten copy runs; self.program stays as built, for inspection. The
+        # copy is made lazily: a cache hit needs only the program as built.
+        from .compiler.options import parse_options
+        self._rewrites = rewrites
+        self._options = parse_options(rewrites)  # bad options fail here, hit or miss
+        self._optimized = self._report = None
         self._compile()
 
+    def _optimize(self):
+        """The optimized program, computed on first use (never, for a warm hit that is
+        only called)."""
+        if self._optimized is None:
+            from .compiler.pipeline import optimize
+            self._optimized, self._report = optimize(self.program, self._rewrites)
+        return self._optimized
+
+    @property
+    def optimized(self):
+        """The program after the rewrites: what the native code computes."""
+        return self._optimize()
+
+    @property
+    def rewrite_report(self):
+        """What the rewrites did (None when they are off)."""
+        self._optimize()
+        return self._report
+
     def _compile(self):
-        from .runtime.signature import signature_of
-        from .runtime.reference import ReferenceExecutor
-        self.signature = signature_of(self.optimized)
         self._native = None
         self.artifact = None
         self._checker = None
         if self.mode in ("native", "debug"):
-            from .compiler.build import constant_values, shared_storages
-            from .compiler.cache import compile_cached
+            from .compiler.cache import compile_function
+            from .compiler.options import options_tag
             from .runtime.load import native_function
-            self.artifact = compile_cached(self.optimized)
+            self.artifact, _ = compile_function(self.program, options_tag(self._options),
+                                                self._optimize)
             self._native = native_function(self.artifact.object_code, self.artifact.manifest,
-                                           shared_storages(self.optimized, self.artifact),
-                                           constant_values(self.optimized, self.artifact))
+                                           self.artifact.shared, self.artifact.constants,
+                                           self.artifact.library)
             self.signature = self._native.signature
             if self.mode == "debug" or self.nan_guard:
-                self._checker = self._make_checker(native_function, compile_cached)
+                self._checker = _LazyChecker(self)
         else:
+            from .runtime.signature import signature_of
+            from .runtime.reference import ReferenceExecutor
+            self.signature = signature_of(self.optimized)
             self._executor = ReferenceExecutor(self.optimized)
 
-    def _make_checker(self, native_function, compile_cached):
+    def _make_checker(self):
         from .compiler.build import constant_values, shared_storages
+        from .compiler.cache import compile_cached
         from .runtime.debugging import Checker, probe_program
+        from .runtime.load import native_function
         probe = probe_program(self.optimized)
         art = compile_cached(probe)
         fn = native_function(art.object_code, art.manifest, shared_storages(probe, art),
@@ -156,7 +181,20 @@ class Function:
 
     def __repr__(self):
         return (f"<symgraph.Function {self.name or ''} mode={self.mode} inputs="
-                f"{[a.name for a in self.signature.args]} outputs={len(self.optimized.outputs)}>")
+                f"{[a.name for a in self.signature.args]} outputs={len(self.program.outputs)}>")
+
+
+class _LazyChecker:
+    """Stands in for the debug/NaN-guard checker until the first call: building it
+    needs the optimized program, which a cache hit does not compute."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def check(self, args):
+        checker = self.fn._make_checker()
+        self.fn._checker = checker
+        return checker.check(args)
 
 
 def function(inputs, outputs=None, updates=None, *, mode="native", name=None,

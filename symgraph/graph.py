@@ -108,29 +108,33 @@ class Graph:
         return h
 
     def topo_order(self, outputs) -> list:
-        """Ancestors of ``outputs`` (ids), inputs before consumers; iterative, O(V + E)."""
-        order, state = [], {}
+        """Ancestors of ``outputs`` (ids), inputs before consumers; iterative, O(V + E).
+
+        A depth-first walk, post-order, inputs in argument order. It runs several times
+        per compile (every rewrite phase starts from it), so the inner loop is kept to
+        a set lookup per edge.
+        """
+        nodes = self.nx._node
+        order, done, active = [], set(), set()
         for root in outputs:
-            if root in state:
+            if root in done:
                 continue
-            stack = [(root, 0)]
+            active.add(root)
+            stack = [(root, iter(nodes[root]["inputs"]))]
             while stack:
-                nid, k = stack.pop()
-                ins = self.nx._node[nid]["inputs"]
-                if k == 0:
-                    if state.get(nid) == 2:
+                nid, pending = stack[-1]
+                for child in pending:
+                    if child in done:
                         continue
-                    state[nid] = 1
-                while k < len(ins) and state.get(ins[k]) == 2:
-                    k += 1
-                if k < len(ins):
-                    child = ins[k]
-                    if state.get(child) == 1:
+                    if child in active:
                         raise GraphError(f"the graph has a cycle through node {child}")
-                    stack.append((nid, k + 1))
-                    stack.append((child, 0))
+                    active.add(child)
+                    stack.append((child, iter(nodes[child]["inputs"])))
+                    break
                 else:
-                    state[nid] = 2
+                    stack.pop()
+                    active.discard(nid)
+                    done.add(nid)
                     order.append(nid)
         return order
 

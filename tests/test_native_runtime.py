@@ -189,9 +189,9 @@ def test_corrupted_or_foreign_cache_entries_are_rebuilt(tmp_path):
     assert _run(code, env).stdout.split() == ["miss", "4.0"]
     # an entry written by another symgraph version is not loaded
     from symgraph.compiler.cache import _decode, _encode
-    obj, manifest = _decode(entry.read_bytes())
+    obj, manifest, *rest = _decode(entry.read_bytes())
     manifest["versions"] = "symgraph 0.0.0|llvmlite 0|format 1"
-    entry.write_bytes(_encode(obj, manifest))
+    entry.write_bytes(_encode(obj, manifest, *rest))
     assert _run(code, env).stdout.split() == ["miss", "4.0"]
 
 
