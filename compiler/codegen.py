@@ -174,8 +174,10 @@ def compile_program(program, *, name="sg"):
                                    f"(node %{nid}, created at "
                                    f"{format_source(g.node(nid)['source'])}); use "
                                    "mode='reference' for this graph")
+    from .horizontal import sibling_groups
     plan = plan_memory(program, arg_index, lambda op: type(op) in VIEW_OPS,
-                       lambda nid: _temp_size(g, nid), can_overwrite=_elementwise_kernel)
+                       lambda nid: _temp_size(g, nid), can_overwrite=_elementwise_kernel,
+                       groups=sibling_groups(program))
     symbols = sorted({s for nid in order for d in g.type(nid).shape for s in D.symbols(d)}
                      | {s for nid in inputs for d in g.type(nid).shape for s in D.symbols(d)})
 

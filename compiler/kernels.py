@@ -1,5 +1,6 @@
 """Loop nests for Fused kernels: elementwise bodies over a broadcast iteration space,
-optionally reduced over some axes.
+optionally reduced over some axes; a group of sibling kernels (horizontal.py) is one
+loop nest with several outputs.
 
 Broadcasting is static, so each input's stride along each axis is known to be 0 or
 "dense" at compile time. Adjacent axes with the same broadcast pattern in every
@@ -15,7 +16,9 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph import dims as D
-from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, storage_type, typed_ptr
+from symgraph.ops import elementwise as E
+from . import vecmath
+from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, typed_ptr
 from .lower_scalar import constant, convert, emit_op, is_float_dt
 
 REDUCE_IDENTITY = {"sum": 0, "prod": 1}
@@ -27,8 +30,10 @@ class KernelPlan:
     patterns: list         # per operand (inputs..., out): per collapsed axis, True = dense
 
 
-def plan_loops(space, in_shapes, reduce_axes=()):
-    """Collapse the iteration space. Operand k is dense along axis i unless it broadcasts."""
+def plan_loops(space, in_shapes, reduce_axes=(), *, outputs=None):
+    """Collapse the iteration space. Operand k is dense along axis i unless it broadcasts.
+    ``outputs`` lists each output's reduced axes (default: one output reduced over
+    ``reduce_axes``); an output is addressed like an input broadcast along them."""
     nd = len(space)
     pats = []
     for shape in in_shapes:
@@ -36,7 +41,8 @@ def plan_loops(space, in_shapes, reduce_axes=()):
         pats.append([i >= lead and not (type(shape[i - lead]) is int and shape[i - lead] == 1
                                          and not (type(space[i]) is int and space[i] == 1))
                      for i in range(nd)])
-    pats.append([i not in reduce_axes for i in range(nd)])  # the output
+    for axes in (outputs if outputs is not None else [reduce_axes]):
+        pats.append([i not in axes for i in range(nd)])
     keep = [i for i in range(nd) if not (type(space[i]) is int and space[i] == 1)]
     extents, patterns = [], [[] for _ in pats]
     for i in keep:
@@ -49,27 +55,47 @@ def plan_loops(space, in_shapes, reduce_axes=()):
     return KernelPlan(extents, patterns)
 
 
-def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
-                noalias: bool = True) -> ir.Function:
-    """``void name(ptr out, ptr in0.., i64 lo, i64 hi, i64 extent0..)``: pointers are
-    noalias; the outermost loop runs over [lo, hi), so threads can split it (when that
-    axis is not reduced: then each thread owns its rows of the output)."""
-    n_in = len(in_dtypes)
-    fnty = ir.FunctionType(VOID, [PTR] * (1 + n_in) + [I64] * (2 + len(plan.extents)))
+@dataclass(frozen=True)
+class Member:
+    """One output of a kernel: its Fused body, and for each of its inputs the index of
+    that input among the kernel's (shared) inputs."""
+    fused: object
+    refs: tuple
+
+
+def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *,
+               in_place=None, interleave_math: bool = True) -> ir.Function:
+    """``void name(ptr out0.., ptr in0.., i64 lo, i64 hi, i64 extent0..)``: one loop
+    nest computing every member's value (common subexpressions once) and writing or
+    reducing it into its output. ``plan.patterns`` lists the inputs, then the outputs.
+    Pointers are noalias; the outermost loop runs over [lo, hi), so threads can split
+    it (when no output is reduced along it: then each thread owns its output rows).
+    ``in_place`` (input index -> output index) names inputs whose buffer is that
+    output's (computing in place): they are read through the output pointer, so every
+    pointer stays noalias (no runtime overlap checks, no second loop version).
+    ``interleave_math``: force two vector iterations per loop trip when the body calls
+    vector math (see loop_hints; off in big modules, where it costs compile time)."""
+    in_place = in_place or {}
+    n_out, n_in = len(members), len(in_dtypes)
+    n_ptr = n_out + n_in
+    fnty = ir.FunctionType(VOID, [PTR] * n_ptr + [I64] * (2 + len(plan.extents)))
     fn = ir.Function(module, fnty, name=name)
     fn.linkage = "internal"
-    for k in range(1 + n_in):
-        if noalias:  # not when the output overwrites an input (computing in place)
-            fn.args[k].add_attribute("noalias")
-        fn.args[k].name = "out" if k == 0 else f"in{k - 1}"
-    lo, hi = fn.args[1 + n_in], fn.args[2 + n_in]
+    # kept out of the entry: inlining hundreds of loops into one function makes LLVM's
+    # function passes work on one huge body, for no gain (one call per kernel)
+    fn.attributes.add("noinline")
+    for k in range(n_ptr):
+        fn.args[k].add_attribute("noalias")
+        fn.args[k].name = (f"out{k}" if n_out > 1 else "out") if k < n_out else f"in{k - n_out}"
+    lo, hi = fn.args[n_ptr], fn.args[n_ptr + 1]
     lo.name, hi.name = "lo", "hi"
-    extents = list(fn.args[3 + n_in:])
+    extents = list(fn.args[n_ptr + 2:])
     for j, e in enumerate(extents):
         e.name = f"n{j}"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    out = typed_ptr(b, fn.args[0], out_dtype)
-    ins = [typed_ptr(b, fn.args[1 + k], dt) for k, dt in enumerate(in_dtypes)]
+    outs = [typed_ptr(b, fn.args[k], dt) for k, dt in enumerate(out_dtypes)]
+    ins = [typed_ptr(b, fn.args[n_out + k], dt) if k not in in_place else
+           typed_ptr(b, fn.args[in_place[k]], dt) for k, dt in enumerate(in_dtypes)]
 
     # stride of each operand along each collapsed axis (0 when it broadcasts there)
     strides = []
@@ -83,43 +109,141 @@ def emit_kernel(module, name, fused, in_dtypes, out_dtype, plan: KernelPlan, *,
                 s.append(i64(0))
         strides.append(list(reversed(s)))
 
-    if fused.reduce is not None:
-        _emit_init(b, fused.reduce, out, out_dtype, extents, plan.patterns[-1], lo, hi)
+    for k, m in enumerate(members):
+        if m.fused.reduce is not None:
+            _emit_init(b, m.fused.reduce, outs[k], out_dtypes[k], extents,
+                       plan.patterns[n_in + k], lo, hi)
+
+    listing = [_instructions(m, in_dtypes) for m in members]
+    paired = _sigmoid_exp_pairs(listing)
 
     def body(offsets):
-        vals = [load(b, ins[k], offsets[k], dt, name=f"x{k}") for k, dt in enumerate(in_dtypes)]
-        dts = list(in_dtypes)
-        for (op, args), dt in zip(fused.body, fused.dtypes):
-            vals.append(emit_op(b, op, [vals[a] for a in args], [dts[a] for a in args], dt))
-            dts.append(np.dtype(dt))
-        v = convert(b, vals[-1], dts[-1], out_dtype)
-        if fused.reduce is None:
-            store(b, v, out, offsets[-1], out_dtype)
-        else:
-            acc = load(b, out, offsets[-1], out_dtype)
-            store(b, _combine(b, fused.reduce, acc, v, out_dtype), out, offsets[-1], out_dtype)
+        # inputs are loaded on first use, possibly after an earlier member's store: only
+        # a group of one computes in place (memory.plan_memory), so no store hits them
+        loaded = {}
+        values = {}
+
+        def value(key):
+            if key[0] == "in":
+                u = key[1]
+                if u not in loaded:
+                    loaded[u] = load(b, ins[u], offsets[u], in_dtypes[u], name=f"x{u}")
+                return loaded[u]
+            return values[key]
+
+        for k, m in enumerate(members):
+            for key, op, arg_keys, arg_dts, dt in listing[k]:
+                if key in values:
+                    continue
+                if key in paired:                   # sigmoid(v) and exp(-v) of one v
+                    sig_key, exp_key, v_key = paired[key]
+                    values[sig_key], values[exp_key] = vecmath.sigmoid_and_exp_neg(
+                        b, value(v_key), np.float32)
+                    continue
+                values[key] = emit_op(b, op, [value(a) for a in arg_keys], list(arg_dts), dt)
+            f = m.fused
+            last, last_dt = ((listing[k][-1][0], listing[k][-1][4]) if f.body else
+                             (("in", m.refs[0]), np.dtype(in_dtypes[m.refs[0]])))
+            v = convert(b, value(last), last_dt, out_dtypes[k])
+            off = offsets[n_in + k]
+            if f.reduce is None:
+                store(b, v, outs[k], off, out_dtypes[k])
+            else:
+                acc = load(b, outs[k], off, out_dtypes[k])
+                store(b, _combine(b, f.reduce, acc, v, out_dtypes[k]), outs[k], off,
+                      out_dtypes[k])
 
     if extents:
-        _nest(b, extents, strides, body, [i64(0)] * len(strides), 0, (lo, hi))
+        heavy = interleave_math and any(isinstance(op, MATH_OPS)
+                                        for m in members for op, _ in m.fused.body)
+        # a reduction along the innermost axis carries its sum in a register: several
+        # vector accumulators hide the add latency (also in big modules)
+        folds = any(m.fused.reduce is not None and not plan.patterns[n_in + k][-1]
+                    for k, m in enumerate(members))
+        _nest(b, extents, strides, body, [i64(0)] * len(strides), 0, (lo, hi),
+              interleave=2 if heavy else 4 if folds else 0)
     else:
         body([i64(0)] * len(strides))
     b.ret_void()
     return fn
 
 
+def _instructions(member, in_dtypes):
+    """A member's body as (key, op, argument keys, argument dtypes, dtype) in order. The
+    key names the value: ("in", k) for input k, else (op as repr, so -0.0 and 0.0 differ;
+    dtype; argument keys; argument dtypes), so equal keys across members are one value."""
+    keys = [("in", u) for u in member.refs]
+    dts = [np.dtype(in_dtypes[u]) for u in member.refs]
+    out = []
+    for (op, args), dt in zip(member.fused.body, member.fused.dtypes):
+        arg_keys, arg_dts = tuple(keys[a] for a in args), tuple(dts[a] for a in args)
+        key = (repr(op), np.dtype(dt), arg_keys, arg_dts)
+        out.append((key, op, arg_keys, arg_dts, np.dtype(dt)))
+        keys.append(key)
+        dts.append(np.dtype(dt))
+    return out
+
+
+_F32 = np.dtype(np.float32)
+
+
+def _sigmoid_exp_pairs(listing) -> dict:
+    """key -> (sigmoid key, exp key, v key) for every float32 v whose sigmoid(v) and
+    exp(-v) are both computed: one exp reduction serves both
+    (vecmath.sigmoid_and_exp_neg)."""
+    sig, neg, exp = {}, {}, {}
+    for instrs in listing:
+        for key, op, arg_keys, arg_dts, dt in instrs:
+            if dt != _F32 or arg_dts != (_F32,):
+                continue
+            if isinstance(op, E.Sigmoid):
+                sig[arg_keys[0]] = key
+            elif isinstance(op, E.Negative):
+                neg[key] = arg_keys[0]
+            elif isinstance(op, E.Exp):
+                exp[arg_keys[0]] = key
+    out = {}
+    for n_key, v_key in neg.items():
+        if v_key in sig and n_key in exp:
+            triple = (sig[v_key], exp[n_key], v_key)
+            out[sig[v_key]] = out[exp[n_key]] = triple
+    return out
+
+
+def loop_hints(module, interleave: int = 0):
+    """``!llvm.loop`` metadata of a kernel loop. LLVM's unroller stays off: the vector
+    body is interleaved, and unrolling hundreds of kernels (and their scalar remainders)
+    doubled the optimize time of an MLP step for no measured gain. ``interleave`` forces
+    that many vector iterations side by side: a body of vector math is one long
+    dependency chain that a single iteration cannot hide (10% on elementwise_grad)."""
+    from .window_loops import _LoopID
+    hints = [module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])]
+    if interleave:
+        hints.append(module.add_metadata([ir.MetaDataString(module, "llvm.loop.interleave.count"),
+                                          ir.Constant(ir.IntType(32), interleave)]))
+    return _LoopID(module, hints)
+
+
+# ops whose lowering calls vecmath: a loop body with one of them is latency-bound
+MATH_OPS = (E.Exp, E.Log, E.Log1p, E.Expm1, E.Tanh, E.Sigmoid, E.Softplus, E.Sin, E.Cos,
+            E.Power)
+
+
 def _is_one(v) -> bool:
     return isinstance(v, ir.Constant) and v.constant == 1
 
 
-def _nest(b, extents, strides, body, offsets, level, bounds=None):
+def _nest(b, extents, strides, body, offsets, level, bounds=None, interleave=0):
     if level == len(extents):
         body(offsets)
         return
     start, stop = bounds if bounds else (None, extents[level])
-    with for_range(b, stop, name=f"l{level}", start=start) as i:
+    inner = level == len(extents) - 1
+    hints = loop_hints(b.module, interleave if inner else 0)
+    with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=hints) as i:
         nxt = [o if _is_zero(s[level]) else b.add(o, b.mul(i, s[level]) if not _is_one(s[level]) else i)
                for o, s in zip(offsets, strides)]
-        _nest(b, extents, strides, body, nxt, level + 1)
+        _nest(b, extents, strides, body, nxt, level + 1, interleave=interleave)
 
 
 def _is_zero(v) -> bool:
@@ -138,7 +262,7 @@ def _emit_init(b, kind, out, dt, extents, pattern, lo, hi):
     else:
         start, stop = i64(0), inner
     init = identity(kind, dt)
-    with for_range(b, stop, name="init", start=start) as i:
+    with for_range(b, stop, name="init", start=start, loop_metadata=loop_hints(b.module)) as i:
         store(b, init, out, i, dt)
 
 

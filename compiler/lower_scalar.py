@@ -2,7 +2,8 @@
 
 An emitter takes the builder, the op, its argument registers (already converted to
 the dtype the op computes in) and that dtype, and returns the result register.
-Transcendental functions come from vecmath (branch-free, vectorizable IR).
+Transcendental functions are calls to the module's out-of-line vecmath functions
+(vecmath_lib: the loop vectorizer maps them to their vector variants).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from llvmlite import ir
 from symgraph.errors import UnsupportedError
 from symgraph.ops import elementwise as E
 from symgraph.types import result_dtype, TensorType
-from . import vecmath
+from . import vecmath_lib
 from .fused import ScalarConst
 from .irutil import I1, I64, value_type, call_intrinsic
 
@@ -236,7 +237,7 @@ def _identity(b, op, args, dt):
 @emits(E.Power)
 def _power(b, op, args, dt):
     if is_float_dt(dt):
-        return vecmath.pow(b, args[0], args[1], dt)
+        return vecmath_lib.call(b, "pow", args, dt)
     return _int_power(b, args[0], args[1])
 
 
@@ -273,7 +274,7 @@ def _int_power(b, base, exp):
 
 def _unary_math(fn_name):
     def emit(b, op, args, dt):
-        return getattr(vecmath, fn_name)(b, args[0], dt)
+        return vecmath_lib.call(b, fn_name, args[:1], dt)
     return emit
 
 

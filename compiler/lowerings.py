@@ -18,7 +18,8 @@ from .codegen import lowers, VIEW_OPS
 from .fused import Fused
 from .irutil import (call_intrinsic, I1, I64, PTR, VOID, for_range, i64, load, store, typed_ptr,
                      storage_type, value_type, product)
-from .kernels import plan_loops, emit_kernel, identity, _combine
+from .horizontal import as_fused
+from .kernels import Member, plan_loops, emit_group, identity, _combine
 from .lower_scalar import constant, convert
 from . import vecmath
 from .parallel import call_kernel
@@ -43,11 +44,7 @@ def _call(ctx, fn, ptrs, dims):
 
 
 # -- elementwise and fused kernels -------------------------------------------------------
-def _lower_fused(ctx, nid, fused, in_ids):
-    g = ctx.graph
-    in_types = [g.type(i) for i in in_ids]
-    out_type = g.type(nid)
-    plan = plan_loops(fused.space, [t.shape for t in in_types], fused.axes if fused.reduce else ())
+def _check_nonempty(ctx, nid, fused):
     if fused.reduce in ("max", "min"):
         count = D.product(fused.space[a] for a in fused.axes)
         if type(count) is int and count == 0:
@@ -55,53 +52,64 @@ def _lower_fused(ctx, nid, fused, in_ids):
         elif type(count) is not int:
             ctx.fail_if(ctx.builder.icmp_signed("==", ctx.dim(count), i64(0)),
                         f"{ctx.node_where(nid)}: {fused.reduce} of an empty axis")
-    in_dtypes = tuple(t.dtype for t in in_types)
-    # the code depends on the body and the broadcast patterns, not on the sizes
-    inplace = nid in ctx.plan.inplace
-    key = (fused.body, fused.dtypes, fused.reduce, in_dtypes, out_type.dtype,
-           tuple(tuple(p) for p in plan.patterns), inplace)
+
+
+def _lower_loop(ctx, nid):
+    """Lower node ``nid`` as a Fused loop nest; a member of a sibling group (see
+    horizontal.py) is lowered with its whole group, at its first member."""
+    g = ctx.graph
+    group = ctx.plan.groups.get(nid, (nid,))
+    if group[0] != nid:
+        return                              # emitted with the group's first member
+    fuseds = [as_fused(g, m) for m in group]
+    in_ids, members = [], []
+    for m, f in zip(group, fuseds):
+        _check_nonempty(ctx, m, f)
+        refs = []
+        for i in g.inputs(m):
+            if i not in in_ids:
+                in_ids.append(i)
+            refs.append(in_ids.index(i))
+        members.append(Member(f, tuple(refs)))
+    in_dtypes = tuple(g.type(i).dtype for i in in_ids)
+    out_dtypes = tuple(g.type(m).dtype for m in group)
+    space = fuseds[0].space
+    plan = plan_loops(space, [g.type(i).shape for i in in_ids],
+                      outputs=[f.axes if f.reduce else () for f in fuseds])
+    # an output written over an input (computing in place) reads it through its own pointer
+    homes = ctx.plan.home
+    in_place = {k: j for k, i in enumerate(in_ids) for j, m in enumerate(group)
+                if m in ctx.plan.inplace and homes.get(i) == homes[m]}
+    # the code depends on the bodies and the broadcast patterns, not on the sizes
+    key = (tuple((f.body, f.dtypes, f.reduce, mem.refs) for f, mem in zip(fuseds, members)),
+           in_dtypes, out_dtypes, tuple(tuple(p) for p in plan.patterns),
+           tuple(sorted(in_place.items())))
     fn = ctx.kernel_cache.get(key)
     if fn is None:
-        fn = emit_kernel(ctx.module, ctx.name(f"k.{fused.name}"), fused, in_dtypes,
-                         out_type.dtype, plan, noalias=not inplace)
+        label = fuseds[0].name if len(group) == 1 else f"group{len(group)}"
+        fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
+                        plan, in_place=in_place, interleave_math=not _big_program(ctx))
         ctx.kernel_cache[key] = fn
-    splittable = bool(plan.extents) and plan.patterns[-1][0]
-    call_kernel(ctx, fn, [ctx.buffer(nid)] + [ctx.buffer(i) for i in in_ids], plan.extents,
-                splittable=splittable)
+    splittable = bool(plan.extents) and all(p[0] for p in plan.patterns[len(in_ids):])
+    call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],
+                plan.extents, splittable=splittable)
 
 
-@lowers(Fused)
-def lower_fused(ctx, nid):
-    _lower_fused(ctx, nid, ctx.graph.op(nid), ctx.inputs(nid))
+def _big_program(ctx) -> bool:
+    """Whether the module will count as big for target.parse_and_optimize (more
+    functions than BIG_MODULE_FUNCTIONS): then loops are not forced to interleave."""
+    from .target import BIG_MODULE_FUNCTIONS
+    big = getattr(ctx, "_big_program", None)
+    if big is None:
+        g = ctx.graph
+        big = sum(as_fused(g, n) is not None for n in ctx.plan.steps) > BIG_MODULE_FUNCTIONS
+        ctx._big_program = big
+    return big
 
 
-@lowers(E.Elementwise)
-def lower_elementwise(ctx, nid):
-    g = ctx.graph
-    op = g.op(nid)
-    ins = g.inputs(nid)
-    t = g.type(nid)
-    fused = Fused(n_inputs=len(ins), body=((op, tuple(range(len(ins)))),),
-                  dtypes=(t.dtype,), space=t.shape)
-    _lower_fused(ctx, nid, fused, ins)
-
-
-@lowers(S.BroadcastTo)
-def lower_broadcast_to(ctx, nid):
-    t = ctx.type(nid)
-    _lower_fused(ctx, nid, Fused(n_inputs=1, body=(), dtypes=(), space=t.shape), ctx.inputs(nid))
-
-
-_REDUCE_KIND = {R.Sum: "sum", R.Prod: "prod", R.Max: "max", R.Min: "min"}
-
-
-@lowers(R.Sum, R.Prod, R.Max, R.Min)
-def lower_reduce(ctx, nid):
-    op = ctx.graph.op(nid)
-    (x,) = ctx.inputs(nid)
-    fused = Fused(n_inputs=1, body=(), dtypes=(), space=ctx.type(x).shape,
-                  reduce=_REDUCE_KIND[type(op)], axes=op.axes, keepdims=op.keepdims)
-    _lower_fused(ctx, nid, fused, [x])
+@lowers(Fused, E.Elementwise, S.BroadcastTo, R.Sum, R.Prod, R.Max, R.Min)
+def lower_loop(ctx, nid):
+    _lower_loop(ctx, nid)
 
 
 @lowers(DimValue)

@@ -30,6 +30,7 @@ class MemoryPlan:
     steps: list = field(default_factory=list)           # nids to lower, in order
     temps: dict = field(default_factory=dict)           # nid -> slot of its workspace
     inplace: set = field(default_factory=set)           # nodes written over an input
+    groups: dict = field(default_factory=dict)          # nid -> its sibling group (one loop)
 
     def describe(self, env=None) -> str:
         total = D.evaluate(self.scratch_bytes, env) if env is not None else self.scratch_bytes
@@ -44,19 +45,27 @@ def nbytes(type_) -> object:
 def _aligned(size):
     if type(size) is int:
         return -(-size // ALIGN) * ALIGN
+    if D.mod(size, ALIGN) == 0:     # batch * 2048 bytes: aligned already, no division
+        return size
     return D.mul(D.floordiv(D.add(size, ALIGN - 1), ALIGN), ALIGN)
 
 
 def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
-                can_overwrite=None) -> MemoryPlan:
+                can_overwrite=None, groups=None) -> MemoryPlan:
     """``arg_index`` maps leaf and output nids to argument positions; ``is_view(op)`` says
     whether a node reuses its first input's buffer; ``temp_bytes(nid)`` (optional) is the
     size of the workspace a node needs while it runs (0 or None: none);
     ``can_overwrite(op)`` says whether a node may write its result over an input of its
     own shape that dies there (an elementwise kernel reads each element before writing
-    it at the same index), which then computes in place."""
+    it at the same index), which then computes in place. ``groups`` (nid -> tuple of
+    nids, see horizontal.py) are nodes computed by one loop: they run as one step, with
+    all their outputs live at once and never in place."""
     g = program.graph
     order = program.order()
+    if groups:
+        from .horizontal import grouped_order
+        order, groups = grouped_order(program, groups, order)
+    groups = groups or {}
     outputs = list(program.outputs)
     first_output = {}
     for k, nid in enumerate(outputs):
@@ -87,39 +96,50 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
         else:
             copies.append((k, nid))
 
+    # a stage is one step, or a group's members (adjacent in ``steps``) run together
+    stages, stage_of = [], {}
+    for nid in steps:
+        grp = groups.get(nid)
+        if grp is None or grp[0] == nid:
+            stages.append([])
+        stages[-1].append(nid)
+        stage_of[nid] = len(stages) - 1
     last = {}
-    for step, nid in enumerate(steps):
+    for nid in steps:
         for i in g.inputs(nid):
-            last[base[i]] = step
+            last[base[i]] = stage_of[nid]
     keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
 
     slots, free, temps, inplace = [], [], {}, set()
-    for step, nid in enumerate(steps):
-        donor = None
-        if base[nid] == nid and nid not in home:
-            if can_overwrite is not None and can_overwrite(g.op(nid)):
-                donor = _donor(g, nid, base, home, last, keep_alive, step)
-            if donor is not None:
-                home[nid] = home[donor]
-                inplace.add(nid)
-            else:
-                size = _aligned(nbytes(g.type(nid)))
-                home[nid] = ("scratch", _take_slot(free, slots, size))
-        tsize = temp_bytes(nid) if temp_bytes is not None else None
-        if tsize is not None and not (type(tsize) is int and tsize == 0):
-            # taken before the inputs are freed: overlaps neither inputs nor output
-            temps[nid] = _take_slot(free, slots, _aligned(tsize))
-        for i in set(g.inputs(nid)):
-            b = base[i]
-            if b == donor:
+    for step, stage in enumerate(stages):
+        donors = set()
+        for nid in stage:
+            donor = None
+            if base[nid] == nid and nid not in home:
+                if can_overwrite is not None and can_overwrite(g.op(nid)) and len(stage) == 1:
+                    donor = _donor(g, nid, base, home, last, keep_alive, step)
+                if donor is not None:
+                    home[nid] = home[donor]
+                    inplace.add(nid)
+                    donors.add(donor)
+                else:
+                    size = _aligned(nbytes(g.type(nid)))
+                    home[nid] = ("scratch", _take_slot(free, slots, size))
+            tsize = temp_bytes(nid) if temp_bytes is not None else None
+            if tsize is not None and not (type(tsize) is int and tsize == 0):
+                # taken before the inputs are freed: overlaps neither inputs nor output
+                temps[nid] = _take_slot(free, slots, _aligned(tsize))
+        for b in {base[i] for nid in stage for i in g.inputs(nid)}:
+            if b in donors:
                 continue  # its slot now holds this node's value
             if last.get(b) == step and b not in keep_alive and home.get(b, ("arg",))[0] == "scratch":
                 free.append(home[b][1])
-        if base[nid] == nid and nid not in last and nid not in keep_alive \
-                and home[nid][0] == "scratch":
-            free.append(home[nid][1])  # computed but never read (kept for its side effects)
-        if nid in temps:
-            free.append(temps[nid])
+        for nid in stage:
+            if base[nid] == nid and nid not in last and nid not in keep_alive \
+                    and home[nid][0] == "scratch":
+                free.append(home[nid][1])  # computed but never read (kept for its side effects)
+            if nid in temps:
+                free.append(temps[nid])
     for nid in order:
         if nid not in home:
             home[nid] = home[base[nid]]
@@ -128,7 +148,7 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
     for s in slots:
         offsets.append(total)
         total = D.add(total, s)
-    return MemoryPlan(home, slots, offsets, total, copies, steps, temps, inplace)
+    return MemoryPlan(home, slots, offsets, total, copies, steps, temps, inplace, groups)
 
 
 def _donor(g, nid, base, home, last, keep_alive, step):

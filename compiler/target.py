@@ -50,9 +50,17 @@ def _shared_tm():
     return target_machine()
 
 
+# A module with more functions than this (kernels, out-of-line math) is optimized at
+# O2 without loop interleaving and unrolling: loops still vectorize, and compile time
+# stays near-linear in the graph size (benchmarks/workloads/compile_ops.py).
+BIG_MODULE_FUNCTIONS = 48
+
+
 def parse_and_optimize(ir_text: str, *, opt: int = 3):
-    """Parse IR text, verify it, and run the O2/O3 pipeline with vectorization on."""
+    """Parse IR text, verify it, and run the O2/O3 pipeline with vectorization on
+    (a lighter one for big modules, see BIG_MODULE_FUNCTIONS)."""
     b = llvm()
+    big = ir_text.count("\ndefine ") > BIG_MODULE_FUNCTIONS
     with _lock:
         tm = _shared_tm()
         mod = b.parse_assembly(ir_text)
@@ -60,14 +68,28 @@ def parse_and_optimize(ir_text: str, *, opt: int = 3):
         mod.data_layout = str(tm.target_data)
         mod.verify()
         if opt:
-            pto = b.create_pipeline_tuning_options(speed_level=min(opt, 3))
+            pto = b.create_pipeline_tuning_options(speed_level=min(opt, 2 if big else 3))
             pto.loop_vectorization = True
             pto.slp_vectorization = True
-            pto.loop_interleaving = True
-            pto.loop_unrolling = True
+            pto.loop_interleaving = not big
+            pto.loop_unrolling = not big
             pb = b.create_pass_builder(tm, pto)
             pb.getModulePassManager().run(mod, pb)
+            if not big:
+                _inline_vector_math(b, mod, tm)
         return mod
+
+
+def _inline_vector_math(b, mod, tm):
+    """Inline the out-of-line vector math (vecmath_lib) into the vectorized loops that
+    now call it: a call clobbers every vector register, so the loop would spill its
+    live values around each one. Only the vector variants are ``alwaysinline``, and
+    they have no callers before the loop vectorizer runs, hence this second pass."""
+    pm = b.create_new_module_pass_manager()
+    pm.add_always_inliner_pass()
+    pm.add_instruction_combine_pass()
+    pm.add_simplify_cfg_pass()
+    pm.run(mod, b.create_pass_builder(tm, b.create_pipeline_tuning_options(speed_level=2)))
 
 
 def emit_object(mod) -> bytes:

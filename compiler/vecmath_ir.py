@@ -13,15 +13,27 @@ _F32, _F64 = ir.FloatType(), ir.DoubleType()
 _I32, _I64 = ir.IntType(32), ir.IntType(64)
 
 
-class Fp:
-    """Emit float math on ``dtype`` (float32 or float64) registers with builder ``b``."""
+def width_of(x) -> int:
+    """Lanes of a register: 0 for a scalar, n for an <n x T> vector."""
+    return x.type.count if isinstance(x.type, ir.VectorType) else 0
 
-    def __init__(self, b: ir.IRBuilder, dtype):
+
+def _vec(ty, width):
+    return ir.VectorType(ty, width) if width else ty
+
+
+class Fp:
+    """Emit float math on ``dtype`` (float32 or float64) registers with builder ``b``:
+    scalars, or <width x T> vectors when ``width`` is given (the same IR, lane-wise;
+    constants are splats)."""
+
+    def __init__(self, b: ir.IRBuilder, dtype, width: int = 0):
         self.b = b
+        self.width = width
         self.wide = np.dtype(dtype) == np.float64
         self.dtype = np.dtype(np.float64 if self.wide else np.float32)
-        self.ty = _F64 if self.wide else _F32
-        self.ity = _I64 if self.wide else _I32
+        self.ty = _vec(_F64 if self.wide else _F32, width)
+        self.ity = _vec(_I64 if self.wide else _I32, width)
         self.mant = 52 if self.wide else 23          # explicit significand bits
         self.bias = 1023 if self.wide else 127
         self.tiny = float(np.finfo(self.dtype).tiny)  # smallest normal
@@ -34,9 +46,13 @@ class Fp:
     def ci(self, v: int) -> ir.Constant:
         return ir.Constant(self.ity, int(v))
 
+    def int_type(self, bits: int) -> ir.Type:
+        """The integer type of ``bits`` bits with this Fp's lane count."""
+        return _vec(ir.IntType(bits), self.width)
+
     def _intr(self, name, *args):
         fnty = ir.FunctionType(self.ty, [self.ty] * len(args))
-        return self.b.call(self.b.module.declare_intrinsic(name, [self.ty], fnty), list(args))
+        return self.b.call(intrinsic(self.b.module, name, self.ty, fnty), list(args))
 
     def fma(self, a, b, c):
         return self._intr("llvm.fma", a, b, c)
@@ -106,18 +122,18 @@ class Fp:
 
     def to_i32(self, x):
         """An integral float with |x| < 2^31 to i32 (a vector convert even on AVX2)."""
-        return self.b.fptosi(x, _I32)
+        return self.b.fptosi(x, self.int_type(32))
 
     def to_float(self, i):
         """A small integer twin (|i| < 2^31) to float, via i32."""
         if self.wide:
-            i = self.b.trunc(i, _I32)
+            i = self.b.trunc(i, self.int_type(32))
         return self.b.sitofp(i, self.ty)
 
     def pow2(self, n):
         """2^n for an i32 register n within the normal exponent range."""
         if self.wide:
-            n = self.b.sext(n, _I64)
+            n = self.b.sext(n, self.int_type(64))
         return self.from_bits(self.b.shl(self.b.add(n, self.ci(self.bias)), self.ci(self.mant)))
 
     # ---- error-free transformations (double-double building blocks) ---------
@@ -136,3 +152,16 @@ class Fp:
     def two_prod(self, a, b):
         p = self.mul(a, b)
         return p, self.fma(a, b, self.neg(p))
+
+
+def intrinsic(module, name, ty, fnty):
+    """Declare ``llvm.<name>`` overloaded on scalar or vector type ``ty`` (llvmlite
+    cannot mangle vector types)."""
+    if isinstance(ty, ir.VectorType):
+        elem = ty.element
+        suffix = f"v{ty.count}" + ("f64" if isinstance(elem, ir.DoubleType) else
+                                  "f32" if isinstance(elem, ir.FloatType) else f"i{elem.width}")
+        full = f"{name}.{suffix}"
+        fn = module.globals.get(full)
+        return fn if fn is not None else ir.Function(module, fnty, name=full)
+    return module.declare_intrinsic(name, [ty], fnty)

@@ -11,14 +11,14 @@ import numpy as np
 
 from . import vecmath_coeffs as C
 from .vecmath_core import EXP_RANGE, exp_kernel, log_kernel, log_split
-from .vecmath_ir import Fp
+from .vecmath_ir import Fp, width_of
 
 
 def pow(b, x, y, dt):
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     if m.wide:
         return _pow(m, x, y, float32_result=False)
-    d = Fp(b, np.float64)
+    d = Fp(b, np.float64, m.width)
     return b.fptrunc(_pow(d, b.fpext(x, d.ty), b.fpext(y, d.ty), float32_result=True), m.ty)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from llvmlite import ir
 
 from . import vecmath_coeffs as C
-from .vecmath_ir import Fp
+from .vecmath_ir import Fp, width_of
 
 TRIG_ACCURATE_BELOW = 2.0 ** 51   # |x| where the reduction (and the error bound) holds
 _R_MAX = 0.8   # the reduced argument is clamped here: a no-op below TRIG_ACCURATE_BELOW
@@ -31,15 +31,15 @@ def cos(b, x, dt):
 
 
 def _sincos(b, x, dt, shift):
-    m = Fp(b, dt)
+    m = Fp(b, dt, width_of(x))
     finite = m.isfinite(x)
     xs = m.sel(finite, x, m.c(0))
     q, rh, rl = (_reduce_f64 if m.wide else _reduce_f32)(m, xs)
     rh = m.clamp(rh, -_R_MAX, _R_MAX)
     sin_r, cos_r = _kernels(m, rh, rl)
     q = b.add(q, ir.Constant(q.type, shift))                  # cos x = sin(x + pi/2)
-    odd = b.trunc(q, ir.IntType(1))
-    neg = b.trunc(b.lshr(q, ir.Constant(q.type, 1)), ir.IntType(1))
+    odd = b.trunc(q, m.int_type(1))
+    neg = b.trunc(b.lshr(q, ir.Constant(q.type, 1)), m.int_type(1))
     v = m.sel(odd, cos_r, sin_r)
     v = m.clamp(m.sel(neg, m.neg(v), v), -1.0, 1.0)
     if shift == 0:
@@ -59,7 +59,7 @@ def _quadrant_count(d: Fp, x):
     k0 = d.sub(shifted, d.c(_SHIFTER))
     k1 = d.rint(d.add(d.sub(kh, k0), kl))                   # -1, 0 or +1
     b = d.b
-    q = b.add(b.trunc(d.bits(shifted), ir.IntType(32)), d.to_i32(k1))
+    q = b.add(b.trunc(d.bits(shifted), d.int_type(32)), d.to_i32(k1))
     return d.add(k0, k1), q
 
 
@@ -82,7 +82,7 @@ def _reduce_f64(m: Fp, x):
 def _reduce_f32(m: Fp, x):
     """(k mod 2^32, r, r_lo): x - k*pi/2 computed in float64, split into float32."""
     b = m.b
-    d = Fp(b, np.float64)
+    d = Fp(b, np.float64, m.width)
     xd = b.fpext(x, d.ty)
     k, q = _quadrant_count(d, xd)
     nk = d.neg(k)
