@@ -96,6 +96,18 @@ def if_then(builder, pred, name="if"):
     builder.position_at_end(end)
 
 
+def floor_divmod(b, kind: str, num, den):
+    """Python's ``//`` (kind "floordiv") or ``%`` ("mod") of i64 values: LLVM's sdiv/srem
+    truncate, so adjust when the remainder's sign differs from the divisor's."""
+    q, r = b.sdiv(num, den), b.srem(num, den)
+    fix = b.and_(b.icmp_signed("!=", r, i64(0)),
+                 b.icmp_signed("!=", b.icmp_signed("<", r, i64(0)),
+                               b.icmp_signed("<", den, i64(0))))
+    if kind == "floordiv":
+        return b.sub(q, b.zext(fix, I64))
+    return b.select(fix, b.add(r, den), r)
+
+
 class DimEmitter:
     """Emits the value of symbolic dims from the ``dims`` argument, each once per function."""
 
@@ -124,15 +136,7 @@ class DimEmitter:
             return self.cache[atom]
         a, c = (self(x) for x in atom.args)
         if atom.kind in ("floordiv", "mod"):
-            q = b.sdiv(a, c)
-            r = b.srem(a, c)
-            # floor semantics (Python's //): adjust when the remainder's sign differs
-            fix = b.and_(b.icmp_signed("!=", r, i64(0)),
-                         b.icmp_signed("!=", b.icmp_signed("<", r, i64(0)),
-                                       b.icmp_signed("<", c, i64(0))))
-            if atom.kind == "floordiv":
-                return b.sub(q, b.zext(fix, I64))
-            return b.select(fix, b.add(r, c), r)
+            return floor_divmod(b, atom.kind, a, c)
         cmp = b.icmp_signed("<" if atom.kind == "min" else ">", a, c)
         return b.select(cmp, a, c)
 

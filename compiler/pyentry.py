@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from symgraph import dims as D
 from .checks import ERROR_VALUES   # i64 slots after the dims where failing code leaves values
-from .irutil import I1, I32, I64, PTR, VOID, DimEmitter, for_range, i64, if_then
+from .irutil import I1, I32, I64, PTR, VOID, DimEmitter, floor_divmod, for_range, i64, if_then
 
 PY_ENTRY = "sg_pycall"
 ALIGN = 64                # scratch alignment, as the runtime's ctypes path
@@ -90,13 +90,7 @@ class CheckedDims(DimEmitter):
         wraps = b.and_(b.icmp_signed("==", num, i64(-2**63)), b.icmp_signed("==", den, i64(-1)))
         self._flag(b.or_(zero, wraps))
         safe = b.select(b.or_(zero, wraps), i64(1), den)   # never trap on a bad division
-        q, r = b.sdiv(num, safe), b.srem(num, safe)
-        fix = b.and_(b.icmp_signed("!=", r, i64(0)),
-                     b.icmp_signed("!=", b.icmp_signed("<", r, i64(0)),
-                                   b.icmp_signed("<", safe, i64(0))))
-        if atom.kind == "floordiv":
-            return b.sub(q, b.zext(fix, I64))
-        return b.select(fix, b.add(r, safe), r)
+        return floor_divmod(b, atom.kind, num, safe)
 
     def _checked(self, op, a, c):
         res = op(a, c)

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -290,11 +290,8 @@ def test_two_threads_large_inputs_scratch_and_outputs_stay_separate():
             if e.shape != data[k].shape or abs(s - want[k][0]) > 1e-2 * max(1, abs(want[k][0])) \
                     or not np.allclose(e, want[k][1], rtol=1e-3, atol=1e-3):
                 errors.append(k)
-    ts = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    with ThreadPoolExecutor(max_workers=2) as pool:   # both calls run at once
+        list(pool.map(work, range(2)))
     assert not errors
     assert _fast(f)._native.fallback_calls == 0
 
