@@ -124,7 +124,9 @@ def test_random_elementwise_programs_match_numpy(program):
             assert d == w or isinstance(d, sg.SymDim)
         plain = sg.function(xs, out, rewrites=False, mode="reference")
         optimized = sg.function(xs, out, mode="reference")
-    rtol = 1e-5 if want.dtype == np.float32 else 1e-12
+    # A float32 intermediate carries float32 rounding into a float64 result (sigmoid of a
+    # float32 input may differ by an ulp between formulas), so any float32 input sets it.
+    rtol = 1e-5 if want.dtype == np.float32 or "float32" in dtypes else 1e-12
     for f in (plain, optimized):
         got = f(*arrays)
         assert got.dtype == want.dtype and got.shape == want.shape
