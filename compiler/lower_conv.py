@@ -31,7 +31,7 @@ from .lower_linalg import NO_TRANS, ROW_MAJOR, TRANS, _gemm_decl
 from .lower_scalar import constant
 from .lowerings import new_kernel
 from .window_loops import (check_output_fits, emit_col2im, fill, geometry, name_args,
-                           rolled_range, smin, valid_range, vector_range)
+                           rolled_range, smin, vector_range, window_taps)
 
 CHUNK_BYTES = 4 << 20   # workspace per batched GEMM call (columns, partial sums)
 GEMM_BATCH = {np.dtype("float32"): ("scipy_cblas_sgemm_batch_strided", F32),
@@ -42,38 +42,33 @@ GEMM_BATCH = {np.dtype("float32"): ("scipy_cblas_sgemm_batch_strided", F32),
 def _im2col_kernel(ctx, dt, geo):
     """``void(ptr cols, ptr x, i64 C, H, W, KH, KW, OH, OW)``: one image's column matrix,
     row (c, ki, kj), column (oh, ow); taps that fall in the padding are zeros."""
-    (sh, sw), (ph, pw), (dh, dw) = geo
+    (sh, sw) = geo[0]
     fn, b = new_kernel(ctx, "k.im2col", 2, 7, ["cols", "x"])
     cols, x = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
     C, H, W, KH, KW, OH, OW = name_args(fn, ["C", "H", "W", "KH", "KW", "OH", "OW"])
     zero = constant(dt, 0.0)
     plane, ohw = b.mul(H, W), b.mul(OH, OW)
-    with rolled_range(b, C, name="c") as c:
-        with rolled_range(b, KH, name="ki") as ki:
-            row_off = b.sub(b.mul(ki, i64(dh)), i64(ph))
-            rlo, rhi = valid_range(b, OH, H, row_off, sh)
-            with rolled_range(b, KW, name="kj") as kj:
-                col_off = b.sub(b.mul(kj, i64(dw)), i64(pw))
-                lo, hi = valid_range(b, OW, W, col_off, sw)
-                base = b.mul(b.add(b.mul(b.add(b.mul(c, KH), ki), KW), kj), ohw)
-                # one branch-free pass over every row (masked loads once vectorized): the
-                # rows are short, and split copies would become many tiny memcpy calls
-                with rolled_range(b, OH, name="oh") as oh:
-                    row_in = b.and_(b.icmp_signed(">=", oh, rlo), b.icmp_signed("<", oh, rhi))
-                    ih = b.add(b.mul(oh, i64(sh)), row_off)
-                    src = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
-                    dst = b.add(base, b.mul(oh, OW))
-                    with vector_range(b, OW, name="ow") as ow:
-                        inside = b.and_(row_in, b.and_(b.icmp_signed(">=", ow, lo),
-                                                       b.icmp_signed("<", ow, hi)))
-                        before = b.block
-                        with b.if_then(inside):
-                            v = load(b, x, b.add(src, b.mul(ow, i64(sw))), dt)
-                            loaded = b.block
-                        val = b.phi(v.type)
-                        val.add_incoming(v, loaded)
-                        val.add_incoming(zero, before)
-                        store(b, val, cols, b.add(dst, ow), dt)
+    with window_taps(b, C, geo, (H, W), (OH, OW), (KH, KW)) as (c, ki, kj, row_off, col_off,
+                                                                (rlo, rhi), (lo, hi)):
+        base = b.mul(b.add(b.mul(b.add(b.mul(c, KH), ki), KW), kj), ohw)
+        # one branch-free pass over every row (masked loads once vectorized): the
+        # rows are short, and split copies would become many tiny memcpy calls
+        with rolled_range(b, OH, name="oh") as oh:
+            row_in = b.and_(b.icmp_signed(">=", oh, rlo), b.icmp_signed("<", oh, rhi))
+            ih = b.add(b.mul(oh, i64(sh)), row_off)
+            src = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
+            dst = b.add(base, b.mul(oh, OW))
+            with vector_range(b, OW, name="ow") as ow:
+                inside = b.and_(row_in, b.and_(b.icmp_signed(">=", ow, lo),
+                                               b.icmp_signed("<", ow, hi)))
+                before = b.block
+                with b.if_then(inside):
+                    v = load(b, x, b.add(src, b.mul(ow, i64(sw))), dt)
+                    loaded = b.block
+                val = b.phi(v.type)
+                val.add_incoming(v, loaded)
+                val.add_incoming(zero, before)
+                store(b, val, cols, b.add(dst, ow), dt)
     b.ret_void()
     return fn
 

@@ -35,6 +35,24 @@ def valid_range(b, n_out, n_in, offset, step: int):
     return lo, hi
 
 
+@contextmanager
+def window_taps(b, rows, geo, hw, ohw, khw):
+    """Loops over the rows r (a count, or a (start, stop) pair) and the kernel taps
+    (ki, kj) of a window; yields (r, ki, kj, row offset, col offset, (rlo, rhi), (lo, hi)):
+    a tap's input offsets and the output rows and columns whose input pixel is inside
+    the image. im2col and col2im walk the taps in this same order."""
+    (sh, sw), (ph, pw), (dh, dw) = geo
+    (H, W), (OH, OW), (KH, KW) = hw, ohw, khw
+    start, stop = rows if isinstance(rows, tuple) else (None, rows)
+    with rolled_range(b, stop, name="c", start=start) as r:
+        with rolled_range(b, KH, name="ki") as ki:
+            row_off = b.sub(b.mul(ki, i64(dh)), i64(ph))
+            rows_in = valid_range(b, OH, H, row_off, sh)
+            with rolled_range(b, KW, name="kj") as kj:
+                col_off = b.sub(b.mul(kj, i64(dw)), i64(pw))
+                yield r, ki, kj, row_off, col_off, rows_in, valid_range(b, OW, W, col_off, sw)
+
+
 class _LoopID(ir.values.MDValue):
     """A loop's self-referencing ``llvm.loop`` node (llvmlite has no helper for one)."""
 
@@ -115,25 +133,19 @@ def emit_col2im(b, dt, geo, out, src, rows, hw, khw, ohw, src_row, divisor=None)
     Taps outermost, as in the reference col2im, so each input pixel sums its terms in
     the same order. ``out`` must be zero on entry.
     """
-    (sh, sw), (ph, pw), (dh, dw) = geo
-    (H, W), (KH, KW), (OH, OW) = hw, khw, ohw
+    (sh, sw) = geo[0]
+    (H, W), (OH, OW) = hw, ohw
     plane = b.mul(H, W)
-    start, stop = rows if isinstance(rows, tuple) else (None, rows)
-    with rolled_range(b, stop, name="c", start=start) as c:
-        with rolled_range(b, KH, name="ki") as ki:
-            row_off = b.sub(b.mul(ki, i64(dh)), i64(ph))
-            rlo, rhi = valid_range(b, OH, H, row_off, sh)
-            with rolled_range(b, KW, name="kj") as kj:
-                col_off = b.sub(b.mul(kj, i64(dw)), i64(pw))
-                lo, hi = valid_range(b, OW, W, col_off, sw)
-                src0 = src_row(c, ki, kj)
-                with rolled_range(b, rhi, name="oh", start=rlo) as oh:
-                    ih = b.add(b.mul(oh, i64(sh)), row_off)
-                    dst = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
-                    row = b.add(src0, b.mul(oh, OW))
-                    with vector_range(b, hi, name="ow", start=lo) as ow:
-                        at = b.add(dst, b.mul(ow, i64(sw)))
-                        v = load(b, src, b.add(row, ow), dt)
-                        if divisor is not None:
-                            v = b.fdiv(v, divisor)
-                        store(b, b.fadd(load(b, out, at, dt), v), out, at, dt)
+    with window_taps(b, rows, geo, hw, ohw, khw) as (c, ki, kj, row_off, col_off,
+                                                     (rlo, rhi), (lo, hi)):
+        src0 = src_row(c, ki, kj)
+        with rolled_range(b, rhi, name="oh", start=rlo) as oh:
+            ih = b.add(b.mul(oh, i64(sh)), row_off)
+            dst = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
+            row = b.add(src0, b.mul(oh, OW))
+            with vector_range(b, hi, name="ow", start=lo) as ow:
+                at = b.add(dst, b.mul(ow, i64(sw)))
+                v = load(b, src, b.add(row, ow), dt)
+                if divisor is not None:
+                    v = b.fdiv(v, divisor)
+                store(b, b.fadd(load(b, out, at, dt), v), out, at, dt)
