@@ -130,11 +130,16 @@ def _build(steps, grad):
     return build
 
 
-def _agree(want, got, dtype):
-    rtol, atol = (2e-4, 1e-5) if dtype == "float32" else (1e-9, 1e-12)
+def _agree(want, got, dtype, *, rtol32=2e-4, specials=False):
+    """Same dtypes and shapes, finite values close; with ``specials``, NaNs and
+    infinities also stand at the same places."""
+    rtol, atol = (rtol32, 1e-5) if dtype == "float32" else (1e-9, 1e-12)
     for w, g in zip(want, got):
         assert w.dtype == g.dtype and w.shape == g.shape
         ok = np.isfinite(w)
+        if specials:
+            np.testing.assert_array_equal(np.isnan(w), np.isnan(g))
+            np.testing.assert_array_equal(w[~ok & ~np.isnan(w)], g[~ok & ~np.isnan(w)])
         scale = np.max(np.abs(w[ok]), initial=1.0)
         np.testing.assert_allclose(g[ok], w[ok], rtol=rtol, atol=atol * scale)
 
