@@ -69,12 +69,18 @@ def lower_matmul(ctx, nid):
     if ta.dtype != dt or tb.dtype != dt:
         raise AssertionError("matmul operands must be legalized to the result dtype")
 
+    def at(p, off):
+        if isinstance(off, ir.Constant) and off.constant == 0:
+            return p
+        return bld.gep(p, [bld.mul(off, i64(itemsize))])
+
     def one(off_a, off_b, off_c):
-        A = bld.gep(pa, [bld.mul(off_a, i64(itemsize))])
-        B = bld.gep(pb, [bld.mul(off_b, i64(itemsize))])
-        C = bld.gep(pc, [bld.mul(off_c, i64(itemsize))])
+        A, B, C = at(pa, off_a), at(pb, off_b), at(pc, off_c)
         if np.dtype(dt) in GEMM:
-            _call_gemm(ctx, dt, op, A, B, C, ctx.dim(m), ctx.dim(n), ctx.dim(k))
+            bld.call(_gemm_helper(ctx, dt), [
+                ir.Constant(I32, TRANS if op.transpose_a else NO_TRANS),
+                ir.Constant(I32, TRANS if op.transpose_b else NO_TRANS),
+                A, B, C, ctx.dim(m), ctx.dim(n), ctx.dim(k)])
         else:
             _int_matmul(ctx, dt, op, A, B, C, m, n, k)
 
@@ -98,21 +104,41 @@ def _max1(b, v):
     return b.select(b.icmp_signed(">", v, i64(1)), v, i64(1))
 
 
-def _call_gemm(ctx, dt, op, A, B, C, m, n, k):
+def _gemm_helper(ctx, dt) -> ir.Function:
+    """``void sg.gemm.<dtype>(i32 trans_a, i32 trans_b, ptr A, ptr B, ptr C, i64 m, n, k)``:
+    C = op(A) @ op(B), one per module and dtype. Each product in the entry is then one
+    call instead of its own checks and branches: a graph with a thousand products made
+    the entry a function of forty thousand lines, the costliest one LLVM compiled."""
+    name = f"sg.gemm.{np.dtype(dt).name}"
+    fn = ctx.module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn = ir.Function(ctx.module, ir.FunctionType(VOID, [I32, I32, PTR, PTR, PTR, I64, I64, I64]),
+                     name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    for arg, label in zip(fn.args, ("trans_a", "trans_b", "a", "b", "c", "m", "n", "k")):
+        arg.name = label
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    _call_gemm(ctx, b, dt, *fn.args)
+    b.ret_void()
+    return fn
+
+
+def _call_gemm(ctx, b, dt, trans_a, trans_b, A, B, C, m, n, k):
     """C = op(A) @ op(B); empty products skip BLAS (K = 0 writes zeros)."""
-    b = ctx.builder
     fn, ft = _gemm_decl(ctx, dt)
-    lda = _max1(b, m if op.transpose_a else k)
-    ldb = _max1(b, k if op.transpose_b else n)
+    is_ta = b.icmp_signed("==", trans_a, ir.Constant(I32, TRANS))
+    is_tb = b.icmp_signed("==", trans_b, ir.Constant(I32, TRANS))
+    lda = _max1(b, b.select(is_ta, m, k))
+    ldb = _max1(b, b.select(is_tb, k, n))
     ldc = _max1(b, n)
     nonempty = b.and_(b.icmp_signed(">", m, i64(0)), b.icmp_signed(">", n, i64(0)))
     with b.if_then(nonempty):
         with b.if_else(b.icmp_signed(">", k, i64(0))) as (then, otherwise):
             with then:
                 t32 = lambda v: b.trunc(v, I32)  # noqa: E731
-                b.call(fn, [ir.Constant(I32, ROW_MAJOR),
-                            ir.Constant(I32, TRANS if op.transpose_a else NO_TRANS),
-                            ir.Constant(I32, TRANS if op.transpose_b else NO_TRANS),
+                b.call(fn, [ir.Constant(I32, ROW_MAJOR), trans_a, trans_b,
                             t32(m), t32(n), t32(k), ir.Constant(ft, 1.0), A, t32(lda),
                             B, t32(ldb), ir.Constant(ft, 0.0), C, t32(ldc)])
             with otherwise:
