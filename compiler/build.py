@@ -26,10 +26,24 @@ class Artifact:
         self.object_code = object_code
         self.manifest = manifest
         self.ir = ir                        # the generated IR before optimization
-        self.optimized_ir = optimized_ir
+        self._optimized_ir = optimized_ir
         self.timings = timings if timings is not None else {}
         self.plan = plan
         self.library = library              # the object linked as a shared library (link.py)
+        self.parts = 0                      # modules LLVM compiled it in (0: not compiled here)
+
+
+    @property
+    def optimized_ir(self) -> str:
+        """The IR after LLVM's optimizations, made again from ``ir`` when first asked
+        for (printing a big optimized module costs a visible share of a compile)."""
+        if not self._optimized_ir and self.ir:
+            self._optimized_ir = str(target.parse_and_optimize(self.ir))
+        return self._optimized_ir
+
+    @optimized_ir.setter
+    def optimized_ir(self, text: str) -> None:
+        self._optimized_ir = text
 
 
 def _argspecs(program):
@@ -50,9 +64,7 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
     t0 = time.perf_counter()
     ir_text, layout = compile_program(program)
     t1 = time.perf_counter()
-    mod = target.parse_and_optimize(ir_text)
-    t2 = time.perf_counter()
-    obj = target.emit_object(mod)
+    obj, t2, parts = _compile_ir(ir_text)
     t3 = time.perf_counter()
     g = program.graph
     reqs = [{"left": D.to_data(a), "right": D.to_data(b),
@@ -79,12 +91,35 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
         "external": layout["blas"],
         "python_entry": layout["python_entry"],
     }
-    art = Artifact(obj, manifest, ir_text if keep_ir else "", str(mod) if keep_ir else "",
+    art = Artifact(obj, manifest, ir_text if keep_ir else "", "",
                    {"lower": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2},
                    layout["plan"])
+    art.parts = parts
     art.shared_ids = layout["shared"]
     art.constant_ids = layout["constants"]
     return art
+
+
+def _compile_ir(ir_text: str):
+    """(object code, time when optimization ended, parts): a big module in parts on several
+    cores when it pays (workers.py; "optimize" then times the split and the whole
+    parallel compile), else in one piece here. The parts' objects are bundled
+    (runtime/objects.py): loaders link them together."""
+    from . import workers
+    parts = workers.parts_for(ir_text)
+    if parts > 1:
+        from symgraph.runtime.objects import pack
+        from .codegen import SEGMENT
+        from .partition import split
+        texts = split(ir_text, SEGMENT, parts)
+        if texts is not None:
+            objects = workers.compile_parts(texts, lambda text: target.emit_object(
+                target.parse_and_optimize(text, big=True)))
+            t = time.perf_counter()
+            return pack(objects), t, len(texts)
+    mod = target.parse_and_optimize(ir_text)
+    t = time.perf_counter()
+    return target.emit_object(mod), t, 1
 
 
 def constant_values(program, artifact) -> list:

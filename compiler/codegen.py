@@ -83,6 +83,23 @@ class LowerContext:
         self.exit_block = None
         self._in_prologue = False
 
+    def begin_function(self, fn) -> None:
+        """Lower into ``fn`` (``i32 (ptr args, ptr dims)``: the entry or a segment of it)
+        from now on: a fresh prologue, and no value of another function reused."""
+        entry = fn.append_basic_block("entry")
+        body = fn.append_basic_block("body")
+        b = ir.IRBuilder(entry)
+        self.builder = b
+        self.args_ptr = fn.args[0]
+        self.dim = DimEmitter(b, b.bitcast(fn.args[1], I64.as_pointer()), self.dim.symbol_index,
+                              at_entry=self._at_entry)
+        self._scratch = None
+        self._ptr_cache = {}
+        self.exit_block = None
+        self.entry_block = entry
+        self.prologue_end = b.branch(body)
+        b.position_at_end(body)
+
     def name(self, prefix: str) -> str:
         return f"{prefix}.{next(self._names)}"
 
@@ -182,22 +199,33 @@ def compile_program(program, *, name="sg"):
                      | {s for nid in inputs for d in g.type(nid).shape for s in D.symbols(d)})
 
     module = ir.Module(name=name)
-    fn = ir.Function(module, ir.FunctionType(I32, [PTR, PTR]), name=ENTRY)
+    entry_type = ir.FunctionType(I32, [PTR, PTR])
+    fn = ir.Function(module, entry_type, name=ENTRY)
     fn.args[0].name, fn.args[1].name = "args", "dims"
-    entry = fn.append_basic_block("entry")
-    body = fn.append_basic_block("body")
-    b = ir.IRBuilder(entry)
-    ctx = LowerContext(module, b, program, plan, fn.args[0],
-                       b.bitcast(fn.args[1], I64.as_pointer()), symbols, None)
+    ctx = LowerContext(module, None, program, plan, fn.args[0], None, symbols, None)
     ctx.scratch_arg = scratch_arg
-    ctx.entry_block = entry
-    ctx.prologue_end = b.branch(body)
-    b.position_at_end(body)
-
-    for nid in plan.steps:
-        lower = lowering_for(g.op(nid))
-        if lower is not None:
-            lower(ctx, nid)
+    chunks = segments(plan.steps)
+    if len(chunks) == 1:
+        ctx.begin_function(fn)
+        _lower_steps(ctx, chunks[0])
+    else:
+        segs = []
+        for k, steps in enumerate(chunks):
+            seg = ir.Function(module, entry_type, name=f"{SEGMENT}.{k}")
+            seg.linkage = "internal"
+            seg.attributes.add("noinline")
+            seg.args[0].name, seg.args[1].name = "args", "dims"
+            ctx.begin_function(seg)
+            _lower_steps(ctx, steps)
+            ctx.builder.ret(ir.Constant(I32, 0))
+            segs.append(seg)
+        ctx.begin_function(fn)
+        b = ctx.builder
+        for seg in segs:  # a segment returns its error code: the entry returns it
+            code = b.call(seg, list(fn.args), name="code")
+            with if_then(b, b.icmp_signed("!=", code, ir.Constant(I32, 0)), name="failed"):
+                b.ret(code)
+    b = ctx.builder
     for k, nid in plan.output_copies:
         _copy(ctx, ctx.buffer(nid), ctx.arg(arg_index[("out", k)]), nbytes(g.type(nid)))
     for s, v in program.updates:
@@ -216,6 +244,29 @@ def compile_program(program, *, name="sg"):
         "plan": plan, "blas": sorted(ctx.blas_symbols), "python_entry": python_entry,
     }
     return str(module), layout
+
+
+# A program with more steps than this is lowered as segments of SEGMENT_STEPS steps:
+# ``sg.seg.<k>(args, dims)`` functions that the entry calls in order. The entry of a
+# 10,000-op graph is otherwise one function of thousands of lines, and a module in
+# segments can be compiled in parts, in parallel (compiler/partition.py).
+SEGMENT = "sg.seg"
+SEGMENT_STEPS = 32
+
+
+def segments(steps) -> list:
+    """``steps`` in chunks of SEGMENT_STEPS (one chunk when there are not two)."""
+    if len(steps) <= 2 * SEGMENT_STEPS:
+        return [list(steps)]
+    return [list(steps[k:k + SEGMENT_STEPS]) for k in range(0, len(steps), SEGMENT_STEPS)]
+
+
+def _lower_steps(ctx, steps) -> None:
+    g = ctx.graph
+    for nid in steps:
+        lower = lowering_for(g.op(nid))
+        if lower is not None:
+            lower(ctx, nid)
 
 
 ARRAY_ENTRY = "sg_call_arrays"

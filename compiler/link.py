@@ -27,6 +27,8 @@ import subprocess
 import tempfile
 import threading
 
+from symgraph.runtime.objects import unpack
+
 
 @functools.lru_cache(maxsize=None)
 def linker():
@@ -112,7 +114,8 @@ def prepare(external=()) -> None:
 
 
 def link_shared(obj: bytes, external=()) -> bytes | None:
-    """The bytes of a shared library made of ``obj``, or None when it cannot be made."""
+    """The bytes of a shared library made of ``obj`` (an object, or a bundle of them:
+    runtime/objects.py), or None when it cannot be made."""
     ld = linker()
     if ld is None:
         return None
@@ -125,21 +128,25 @@ def link_shared(obj: bytes, external=()) -> bytes | None:
     except OSError:
         return None
     os.close(fd)
-    src = out[:-3] + ".o"
+    srcs = []
     try:
-        with open(src, "wb") as f:
-            f.write(obj)
+        for k, part in enumerate(unpack(obj)):  # the parts of a module compiled apart
+            srcs.append(f"{out[:-3]}.{k}.o")
+            with open(srcs[-1], "wb") as f:
+                f.write(part)
         # -Bsymbolic: the library's own calls never bind to another library's symbols;
         # noexecstack: glibc refuses to dlopen a library asking for an executable stack.
-        if not _run([ld, "-shared", "-Bsymbolic", "-z", "noexecstack", "-o", out, src, *libs]):
+        if not _run([ld, "-shared", "-Bsymbolic", "-z", "noexecstack", "-o", out, *srcs,
+                     *libs]):
             return None
         with open(out, "rb") as f:
             return f.read()
-    except OSError:
+    except (OSError, ValueError):
         return None
     finally:
-        for path in (src, out):
+        for path in (*srcs, out):
             try:
                 os.unlink(path)
             except OSError:
                 pass
+

@@ -41,8 +41,8 @@ def target_machine(*, jit: bool = False):
     target = b.Target.from_triple(triple)
     if jit:
         return target.create_target_machine(cpu=name, features=features, opt=3, jit=True)
-    return target.create_target_machine(cpu=name, features=features, opt=3, reloc="pic",
-                                        codemodel="default")
+    from .llvm_job import machine
+    return machine(b, triple, name, features)
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,40 +56,22 @@ def _shared_tm():
 BIG_MODULE_FUNCTIONS = 48
 
 
-def parse_and_optimize(ir_text: str, *, opt: int = 3):
+def is_big(ir_text: str) -> bool:
+    return ir_text.count("\ndefine ") > BIG_MODULE_FUNCTIONS
+
+
+def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
     """Parse IR text, verify it, and run the O2/O3 pipeline with vectorization on
-    (a lighter one for big modules, see BIG_MODULE_FUNCTIONS)."""
+    (a lighter one for big modules, see BIG_MODULE_FUNCTIONS; ``big`` overrides the
+    count of functions)."""
+    from . import llvm_job
     b = llvm()
-    big = ir_text.count("\ndefine ") > BIG_MODULE_FUNCTIONS
+    big = is_big(ir_text) if big is None else big
     with _lock:
         tm = _shared_tm()
-        mod = b.parse_assembly(ir_text)
-        mod.triple = tm.triple
-        mod.data_layout = str(tm.target_data)
-        mod.verify()
-        if opt:
-            pto = b.create_pipeline_tuning_options(speed_level=min(opt, 2 if big else 3))
-            pto.loop_vectorization = True
-            pto.slp_vectorization = True
-            pto.loop_interleaving = not big
-            pto.loop_unrolling = not big
-            pb = b.create_pass_builder(tm, pto)
-            pb.getModulePassManager().run(mod, pb)
-            if not big:
-                _inline_vector_math(b, mod, tm)
+        mod = llvm_job.parse(b, tm, ir_text)
+        llvm_job.optimize(b, tm, mod, opt=opt, big=big)
         return mod
-
-
-def _inline_vector_math(b, mod, tm):
-    """Inline the out-of-line vector math (vecmath_lib) into the vectorized loops that
-    now call it: a call clobbers every vector register, so the loop would spill its
-    live values around each one. Only the vector variants are ``alwaysinline``, and
-    they have no callers before the loop vectorizer runs, hence this second pass."""
-    pm = b.create_new_module_pass_manager()
-    pm.add_always_inliner_pass()
-    pm.add_instruction_combine_pass()
-    pm.add_simplify_cfg_pass()
-    pm.run(mod, b.create_pass_builder(tm, b.create_pipeline_tuning_options(speed_level=2)))
 
 
 def emit_object(mod) -> bytes:

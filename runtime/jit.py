@@ -17,6 +17,8 @@ import tempfile
 import threading
 import weakref
 
+from .objects import unpack
+
 _lock = threading.Lock()
 _serial = itertools.count()
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
@@ -48,7 +50,8 @@ class LoadedCode:
 
 def load_object(obj: bytes, entry: str, external: dict | None = None,
                 array_entry: str | None = None) -> LoadedCode:
-    """Link ``obj`` into a fresh engine; ``external`` maps symbol names to addresses."""
+    """Link ``obj`` (one object or a bundle of them, objects.py) into a fresh engine;
+    ``external`` maps symbol names to addresses."""
     llvm = _llvm()
     with _lock:
         for name, addr in (external or {}).items():
@@ -60,7 +63,8 @@ def load_object(obj: bytes, entry: str, external: dict | None = None,
         empty = llvm.parse_assembly("")
         empty.triple = tm.triple
         engine = llvm.create_mcjit_compiler(empty, tm)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        for part in unpack(obj):
+            engine.add_object_file(llvm.ObjectFileRef.from_data(part))
         engine.finalize_object()
         addr = engine.get_function_address(entry)
         array_addr = engine.get_function_address(array_entry) if array_entry else 0

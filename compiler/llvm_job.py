@@ -1,0 +1,87 @@
+"""One LLVM job: IR text in, object code out, with symgraph's optimization pipeline.
+
+It imports llvmlite only, so that a worker process (compiler/workers.py) runs it as a
+script without importing symgraph, numpy or networkx; target.py runs the same
+functions in-process, so a part compiled by a worker is the code the process itself
+would have made.
+
+As a script it reads a request from stdin (one line of JSON: triple, cpu, features,
+opt, big; then the IR text), writes the object to stdout and exits with 0; an error
+of LLVM's exits with 1 and its message on stderr.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def machine(binding, triple: str, cpu: str, features: str):
+    """A target machine for relocatable, position-independent objects."""
+    target = binding.Target.from_triple(triple)
+    return target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic",
+                                        codemodel="default")
+
+
+def parse(binding, tm, text: str):
+    mod = binding.parse_assembly(text)
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    mod.verify()
+    return mod
+
+
+def optimize(binding, tm, mod, *, opt: int, big: bool) -> None:
+    """The O2/O3 pipeline with vectorization on; a big module (many kernels) gets O2
+    without loop interleaving and unrolling, and keeps its vector math out of line."""
+    if not opt:
+        return
+    pto = binding.create_pipeline_tuning_options(speed_level=min(opt, 2 if big else 3))
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_interleaving = not big
+    pto.loop_unrolling = not big
+    pb = binding.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    if not big:
+        _inline_vector_math(binding, mod, tm)
+
+
+def _inline_vector_math(binding, mod, tm) -> None:
+    """Inline the out-of-line vector math (vecmath_lib) into the vectorized loops that
+    now call it: a call clobbers every vector register, so the loop would spill its
+    live values around each one. Only the vector variants are ``alwaysinline``, and
+    they have no callers before the loop vectorizer runs, hence this second pass."""
+    pm = binding.create_new_module_pass_manager()
+    pm.add_always_inliner_pass()
+    pm.add_instruction_combine_pass()
+    pm.add_simplify_cfg_pass()
+    pm.run(mod, binding.create_pass_builder(tm, binding.create_pipeline_tuning_options(
+        speed_level=2)))
+
+
+def main() -> int:
+    head = sys.stdin.buffer.readline()
+    text = sys.stdin.buffer.read().decode()
+    try:
+        import llvmlite.binding as binding
+        binding.initialize_native_target()
+        binding.initialize_native_asmprinter()
+        request = json.loads(head)
+        tm = machine(binding, request["triple"], request["cpu"], request["features"])
+    except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        return 3
+    try:
+        mod = parse(binding, tm, text)
+        optimize(binding, tm, mod, opt=request["opt"], big=request["big"])
+        obj = tm.emit_object(mod)
+    except Exception as exc:  # noqa: BLE001  reported by the parent
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        return 1
+    sys.stdout.buffer.write(obj)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Splitting the IR text of a big module into modules that LLVM compiles separately.
+
+LLVM's cost is per loop (several milliseconds each here), and one module is optimized
+and compiled on one core. A module lowered in segments (codegen.SEGMENT) is split
+along them: every part holds a contiguous run of segments with the functions they
+reach, and the first part also holds the entry points, which call the other parts'
+segments. Each part is compiled to its own object (compiler/workers.py) and the
+objects are linked into one.
+
+Linkage across parts:
+- a segment defined in one part and called from another becomes ``hidden`` (visible
+  to the linker, not exported from a shared library) and is declared where called;
+- an internal function reached from several parts (a kernel used by two segments,
+  the GEMM helper, scalar vector math) is copied into each: internal copies never
+  clash;
+- any other function reached from a later part (the vector variants of vector math,
+  which must stay external until the vectorizer has run) is renamed there with the
+  part's suffix, so no two objects define the same symbol;
+- private or internal constants are copied where used; a module whose other globals
+  are used outside the first part is not split (``split`` returns None).
+
+The text is llvmlite's: a function is a ``define`` line, an opening brace on a line of
+its own, its body and a ``}`` line; metadata lines start with ``!``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_NAME = r'@(?:"([^"]+)"|([-\w.$]+))'
+_REF = re.compile(_NAME)
+# The vector variant named in a "vector-function-abi-variant" attribute: _ZGV..._f(g)
+_VARIANT = re.compile(r'_ZGV\w*?_[-\w.$]+\(([-\w.$]+)\)')
+_DEFINE = re.compile(r'define\s+(?:(internal|private|hidden|linkonce_odr|weak_odr)\s+)?.*?'
+                     + _NAME + r'\(')
+
+
+@dataclass
+class Function:
+    name: str
+    lines: list
+    internal: bool
+    refs: set = field(default_factory=set)  # names of globals and functions it uses
+
+
+@dataclass
+class Module:
+    header: list        # source name, triple, data layout
+    declares: list      # ``declare`` lines
+    globals: dict       # name -> its definition line
+    functions: dict     # name -> Function, in the order of the text
+    metadata: list      # ``!`` lines and attribute groups
+
+
+def parse(text: str) -> Module:
+    """The top-level pieces of a module's text (llvmlite's layout)."""
+    lines = text.split("\n")
+    mod = Module([], [], {}, {}, [])
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        if line.startswith("define"):
+            j = i
+            while lines[j] != "}":
+                j += 1
+            m = _DEFINE.match(line)
+            name = m.group(2) or m.group(3)
+            body = lines[i:j + 1]
+            refs = set()
+            for chunk in body:
+                for r in _REF.finditer(chunk):
+                    refs.add(r.group(1) or r.group(2))
+            refs.update(_VARIANT.findall(line))
+            refs.discard(name)
+            mod.functions[name] = Function(name, body, m.group(1) in ("internal", "private"),
+                                           refs)
+            i = j + 1
+            continue
+        if line.startswith("declare"):
+            mod.declares.append(line)
+        elif line.startswith("@"):
+            r = _REF.match(line)
+            mod.globals[r.group(1) or r.group(2)] = line
+        elif line.startswith("!") or line.startswith("attributes"):
+            mod.metadata.append(line)
+        elif line.strip():
+            mod.header.append(line)
+        i += 1
+    return mod
+
+
+def _closure(mod: Module, roots, stop=frozenset()) -> list:
+    """The functions defined in ``mod`` that ``roots`` reach (not through ``stop``),
+    roots first."""
+    seen, order, stack = set(stop), [], list(reversed(list(roots)))
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in mod.functions:
+            continue
+        seen.add(name)
+        order.append(name)
+        stack.extend(sorted(mod.functions[name].refs - seen, reverse=True))
+    return order
+
+
+def _weight(mod: Module, names) -> int:
+    """A guess of LLVM's time for these functions: its cost is mostly per loop."""
+    total = 0
+    for n in names:
+        lines = mod.functions[n].lines
+        if "optnone" in lines[0]:
+            total += len(lines) // 4
+        else:
+            total += len(lines) + LOOP_WEIGHT * sum("!llvm.loop" in x for x in lines)
+    return total
+
+
+LOOP_WEIGHT = 60
+
+
+def plan(mod: Module, units: list, parts: int) -> list:
+    """Contiguous runs of ``units`` (segment names), one per part, of about equal size
+    (lines of IR they reach); the first part also carries everything else."""
+    roots = [n for n in mod.functions if n not in set(units) and not mod.functions[n].internal]
+    base = _weight(mod, _closure(mod, [r for r in roots if not _is_vector_math(r)], set(units)))
+    sizes = [_weight(mod, _closure(mod, [u])) for u in units]
+    total = base + sum(sizes)
+    runs, current, load = [], [], base
+    for u, size in zip(units, sizes):
+        # a new run starts where this one's end is nearer its share than with ``u``
+        share = total * (len(runs) + 1) / parts
+        if current and len(runs) < parts - 1 and abs(load - share) <= abs(load + size - share):
+            runs.append(current)
+            current = []
+        current.append(u)
+        load += size
+    runs.append(current)
+    return runs
+
+
+def _is_vector_math(name: str) -> bool:
+    from .vecmath_lib import PREFIX
+    return name.startswith(PREFIX + ".")
+
+
+def split(text: str, unit_prefix: str, parts: int):
+    """The module texts of ``parts`` parts (fewer when there are few units), or None
+    when the module cannot be split (see the module docstring)."""
+    mod = parse(text)
+    units = [n for n in mod.functions if n.startswith(unit_prefix + ".")]
+    if parts < 2 or len(units) < 2:
+        return None
+    runs = plan(mod, units, min(parts, len(units)))
+    if len(runs) < 2:
+        return None
+    unit_part = {u: k for k, run in enumerate(runs) for u in run}
+    texts = []
+    for k, run in enumerate(runs):
+        roots = run if k else [n for n, f in mod.functions.items()
+                               if unit_part.get(n) == 0 or (n not in unit_part and not f.internal)]
+        names = _closure(mod, roots, {u for u, p in unit_part.items() if p != k})
+        used = set().union(*(mod.functions[n].refs for n in names)) if names else set()
+        glob = []
+        for g in sorted(used & set(mod.globals)):
+            line = mod.globals[g]
+            if k and not re.search(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b', line):
+                return None  # state that two objects would each have a copy of
+            glob.append(line)
+        rename = {} if k == 0 else {
+            n: f"{n}.p{k}" for n in names
+            if not mod.functions[n].internal and n not in unit_part}
+        out = list(mod.header) + list(mod.declares) + glob
+        for u in sorted(used & set(unit_part), key=units.index):
+            if unit_part[u] != k:
+                out.append(_declaration(mod.functions[u]))
+        for n in names:
+            f = mod.functions[n]
+            body = list(f.lines)
+            if k and n in unit_part:
+                body[0] = body[0].replace("define internal", "define hidden", 1)
+            out.extend(body)
+        out.extend(mod.metadata)
+        part = "\n".join(out) + "\n"
+        for old, new in rename.items():
+            part = re.sub(r'(?<=[@"(])' + re.escape(old) + r'(?=[")])', new, part)
+        texts.append(part)
+    return texts
+
+
+def _declaration(f: Function) -> str:
+    """``declare hidden`` for a function defined in another part."""
+    head = f.lines[0]
+    start = head.index("(")
+    depth, end = 0, start
+    for end in range(start, len(head)):
+        depth += {"(": 1, ")": -1}.get(head[end], 0)
+        if depth == 0:
+            break
+    params = [re.sub(r'\s+%("[^"]*"|[-\w.$]+)$', "", p.strip())
+              for p in _split_params(head[start + 1:end])]
+    ret = [w for w in head[len("define"):head.index("@")].split()
+           if w not in ("internal", "private", "hidden")]
+    return f'declare hidden {" ".join(ret)} @"{f.name}"({", ".join(params)})'
+
+
+def _split_params(text: str) -> list:
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([{<":
+            depth += 1
+        elif ch in ")]}>":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur)
+    return out

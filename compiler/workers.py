@@ -1,0 +1,135 @@
+"""LLVM on several cores: the parts of a big module (partition.py) compiled at once.
+
+llvmlite serializes every call into LLVM behind one lock, so threads cannot share the
+work; worker processes can. Each worker is a fresh interpreter running llvm_job.py
+(llvmlite only, no fork of this process: its threads, locks and BLAS pool are never
+copied), fed one part's IR text and answering with its object. This process compiles
+the first part meanwhile. The objects travel together as one bundle
+(runtime/objects.py), which the JIT loads and the linker links as a whole.
+
+Workers are used when the module is big enough for the split to pay (a worker costs
+about a tenth of a second to start) and the machine has more than one usable core
+(``$SYMGRAPH_COMPILE_WORKERS`` sets the count; 0 or 1 turns workers off). A worker
+that cannot start or fails leaves its part to this process, which then compiles it
+itself (and raises LLVM's error, if that is what failed); a worker killed by a crash
+signal is reported as an error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+# A module is split when its IR has at least this many loops per part (LLVM spends
+# several milliseconds on each: below this, starting a worker costs more than it saves).
+MIN_LOOPS_PER_PART = 40
+TIMEOUT = 600.0        # seconds a part may take before its worker is stopped
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+
+
+def max_workers() -> int:
+    """Processes that may compile at once, this one included: the usable cores, or
+    ``$SYMGRAPH_COMPILE_WORKERS``."""
+    flag = os.environ.get("SYMGRAPH_COMPILE_WORKERS", "").strip()
+    if flag:
+        try:
+            return max(1, int(flag))
+        except ValueError:
+            pass
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def parts_for(ir_text: str) -> int:
+    """How many parts to compile ``ir_text`` in (1: do not split)."""
+    workers = max_workers()
+    if workers < 2:
+        return 1
+    loops = ir_text.count("!llvm.loop !")
+    return max(1, min(workers, loops // MIN_LOOPS_PER_PART))
+
+
+class Worker:
+    """A process compiling one part; ``result()`` is its object, or None when this
+    process should compile the part itself."""
+
+    def __init__(self, index: int, text: str, request: dict):
+        self.index = index
+        self.output = self.error = None
+        self.proc = None
+        try:
+            self.proc = subprocess.Popen(_command(), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except (OSError, ValueError):
+            return
+        data = json.dumps(request).encode() + b"\n" + text.encode()
+        self.thread = threading.Thread(target=self._talk, args=(data,), daemon=True,
+                                       name=f"symgraph-llvm-worker-{index}")
+        self.thread.start()
+
+    def _talk(self, data: bytes) -> None:
+        try:
+            self.output, self.error = self.proc.communicate(data)
+        except (OSError, ValueError):
+            self.output = None
+
+    def result(self) -> bytes | None:
+        if self.proc is None:
+            return None
+        self.thread.join(TIMEOUT)
+        if self.thread.is_alive():
+            self.stop()
+            return None
+        code = self.proc.returncode
+        if code is not None and code < 0 and -code in _CRASHES:
+            raise RuntimeError(
+                f"the LLVM worker compiling part {self.index} of a module died with "
+                f"signal {signal.Signals(-code).name}: {(self.error or b'').decode()[-2000:]}")
+        return self.output if code == 0 and self.output else None
+
+    def stop(self) -> None:
+        """Kill the process (if it still runs) and reap it: no zombie is left."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _command() -> list:
+    """An interpreter running llvm_job.py with llvmlite importable, nothing else."""
+    import llvmlite
+    path = os.path.dirname(os.path.dirname(os.path.abspath(llvmlite.__file__)))
+    job = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llvm_job.py")
+    boot = (f"import sys; sys.path.insert(0, {path!r}); import runpy; "
+            f"runpy.run_path({job!r}, run_name='__main__')")
+    return [sys.executable, "-I", "-S", "-c", boot]
+
+
+def compile_parts(parts: list, compile_here) -> list:
+    """The objects of ``parts`` (IR texts): the first compiled by ``compile_here(text)``
+    in this process while workers compile the others; a part whose worker fails is
+    compiled here too."""
+    from .target import host_cpu
+    triple, cpu, features = host_cpu()
+    request = {"triple": triple, "cpu": cpu, "features": features, "opt": 3, "big": True}
+    workers = []
+    try:
+        for k, text in enumerate(parts[1:], 1):
+            workers.append(Worker(k, text, request))
+        objects = [compile_here(parts[0])]
+        for w in workers:
+            obj = w.result()
+            objects.append(obj if obj is not None else compile_here(parts[w.index]))
+        return objects
+    finally:
+        for w in workers:
+            w.stop()

@@ -1,0 +1,169 @@
+"""A big module compiled in parts by worker processes (compiler/partition.py,
+compiler/workers.py) computes what the one-module compile computes, through the disk
+cache and the shared library too; a failing worker leaves its part to the process."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph.compiler import cache, codegen, link, partition, workers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+needs_linker = pytest.mark.skipif(link.linker() is None, reason="no system linker (ld)")
+
+
+@pytest.fixture
+def split_small(monkeypatch, tmp_path):
+    """Segments of two steps, split into two parts even for a small module."""
+    monkeypatch.setattr(codegen, "SEGMENT_STEPS", 2)
+    monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
+    monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
+    cache.clear_memory()
+    yield
+    cache.clear_memory()
+
+
+def _mlp(dtype, depth=6, width=5, seed=0):
+    """An SGD step of a ``depth``-layer tanh MLP: matmuls, fused kernels, reductions."""
+    rng = np.random.default_rng(seed)
+    x = sg.placeholder(shape=("n", width), dtype=dtype, name="x")
+    ws = [sg.shared(rng.standard_normal((width, width)).astype(dtype) / width, name=f"w{k}")
+          for k in range(depth)]
+    h = x
+    for w in ws:
+        h = sg.tanh(h @ w) + sg.sigmoid(h) * 0.5
+    loss = sg.sum(h * h) + sg.sum(sg.max(h, axis=1))
+    grads = sg.grad(loss, ws)
+    return x, ws, loss, [(w, w - 0.1 * g) for w, g in zip(ws, grads)]
+
+
+def _run_both(dtype, n, mode):
+    with sg.Graph():
+        x, ws, loss, updates = _mlp(dtype)
+        f = sg.function([x], loss, updates=updates, mode=mode)
+        xv = np.random.default_rng(1).standard_normal((n, 5)).astype(dtype)
+        out = [f(xv) for _ in range(2)]
+        return f, out, [w.get_value() for w in ws]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_parts_compute_what_the_reference_computes(split_small, dtype, n):
+    f, out, ws = _run_both(dtype, n, "native")
+    assert f.artifact.parts == 2
+    _, ref_out, ref_ws = _run_both(dtype, n, "reference")
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
+    for a, b in zip(ws, ref_ws):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_split_keeps_every_symbol_defined_once(split_small):
+    with sg.Graph():
+        x, ws, loss, updates = _mlp("float32")
+        f = sg.function([x], loss, updates=updates)
+    text = f.artifact.ir or f._full_artifact("ir").ir
+    parts = partition.split(text, codegen.SEGMENT, 3)
+    assert parts is not None and len(parts) == 3
+    exported = []
+    for part in parts:
+        for m in re.finditer(r'^define (?!internal|private)[^@]*@"([^"]+)"', part, re.M):
+            exported.append(m.group(1))
+    assert len(exported) == len(set(exported)), "a symbol defined in two parts"
+    segments = [n for n in exported if n.startswith(codegen.SEGMENT + ".")]
+    assert len(segments) == text.count(f'define internal i32 @"{codegen.SEGMENT}.') - sum(
+        p.count(f'define internal i32 @"{codegen.SEGMENT}.') for p in parts)
+    assert codegen.ENTRY in exported and exported.count(codegen.ENTRY) == 1
+
+
+def test_an_unsplittable_module_is_left_whole():
+    text = ('@"state" = internal global i64 0\n'
+            'define internal i32 @"sg.seg.0"(i8* %"a", i8* %"d") noinline\n{\nentry:\n'
+            '  ret i32 0\n}\n'
+            'define internal i32 @"sg.seg.1"(i8* %"a", i8* %"d") noinline\n{\nentry:\n'
+            '  %"v" = load i64, i64* @"state"\n  ret i32 0\n}\n'
+            'define i32 @"sg_entry"(i8* %"a", i8* %"d")\n{\nentry:\n'
+            '  %"x" = call i32 @"sg.seg.0"(i8* %"a", i8* %"d")\n'
+            '  %"y" = call i32 @"sg.seg.1"(i8* %"a", i8* %"d")\n  ret i32 %"y"\n}\n')
+    assert partition.split(text, "sg.seg", 2) is None   # the global would be copied
+    assert partition.split(text.replace("internal global", "private constant"),
+                           "sg.seg", 2) is not None
+
+
+@needs_linker
+def test_parts_through_the_disk_cache_and_the_shared_library(tmp_path):
+    code = """
+        import sys
+        import numpy as np
+        import symgraph as sg
+        from symgraph.compiler import cache, codegen, workers
+        codegen.SEGMENT_STEPS = 2
+        workers.MIN_LOOPS_PER_PART = 1
+        sys.path.insert(0, "tests")
+        from test_compile_parallel import _mlp
+        x, ws, loss, updates = _mlp("float32")
+        f = sg.function([x], loss, updates=updates)
+        r = sg.function([x], loss, updates=[], mode="reference")
+        xv = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+        expected = r(xv)
+        got = f(xv)
+        cache.flush()
+        print(f.artifact.cache, getattr(f.artifact, "parts", 0), bool(f.artifact.library),
+              abs(float(got) - float(expected)) <= 1e-4 * max(1.0, abs(float(expected))))
+    """
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path), SYMGRAPH_COMPILE_WORKERS="2")
+    out = []
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out.append(r.stdout.split())
+    assert out[0] == ["miss", "2", "False", "True"]
+    # the second process loads the entry (the library, linked after the first compile)
+    assert out[1][0] == "disk" and out[1][3] == "True"
+    assert out[2] == ["disk", "0", "True", "True"]
+
+
+def test_a_worker_that_cannot_start_leaves_its_part_here(split_small, monkeypatch):
+    monkeypatch.setattr(workers, "_command", lambda: [sys.executable, "-c", "raise SystemExit(3)"])
+    f, out, ws = _run_both("float32", 3, "native")
+    _, ref_out, _ = _run_both("float32", 3, "reference")
+    np.testing.assert_allclose(out, ref_out, rtol=1e-4, atol=1e-4)
+    assert f.artifact.parts == 2
+
+
+def test_a_crashing_worker_is_a_clear_error_and_leaves_no_process(split_small, monkeypatch):
+    started = []
+    real = workers.Worker.__init__
+
+    def spy(self, *a, **k):
+        real(self, *a, **k)
+        started.append(self.proc)
+
+    monkeypatch.setattr(workers.Worker, "__init__", spy)
+    monkeypatch.setattr(workers, "_command", lambda: [
+        sys.executable, "-c", "import os, signal, sys; sys.stdin.buffer.read(); "
+                              "os.kill(os.getpid(), signal.SIGSEGV)"])
+    with pytest.raises(RuntimeError, match="LLVM worker .* died with signal SIGSEGV"):
+        _run_both("float32", 3, "native")
+    assert started and all(p.poll() is not None for p in started)
+
+
+def test_an_llvm_error_in_a_part_is_raised_as_without_workers(split_small):
+    bad = 'define internal i32 @"sg.seg.0"(i8* %"a", i8* %"d")\n{\nentry:\n  ret i64 0\n}\n'
+    good = 'define internal i32 @"sg.seg.1"(i8* %"a", i8* %"d")\n{\nentry:\n  ret i32 0\n}\n'
+    entry = ('define i32 @"sg_entry"(i8* %"a", i8* %"d")\n{\nentry:\n'
+             '  %"x" = call i32 @"sg.seg.1"(i8* %"a", i8* %"d")\n'
+             '  %"y" = call i32 @"sg.seg.0"(i8* %"a", i8* %"d")\n  ret i32 %"y"\n}\n')
+    parts = partition.split(good + bad + entry, "sg.seg", 2)
+    from symgraph.compiler import target
+    with pytest.raises(RuntimeError, match="parsing error"):
+        workers.compile_parts(parts, lambda t: target.emit_object(
+            target.parse_and_optimize(t, big=True)))
