@@ -93,9 +93,16 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     for j, e in enumerate(extents):
         e.name = f"n{j}"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    outs = [typed_ptr(b, fn.args[k], dt) for k, dt in enumerate(out_dtypes)]
-    ins = [typed_ptr(b, fn.args[n_out + k], dt) if k not in in_place else
-           typed_ptr(b, fn.args[in_place[k]], dt) for k, dt in enumerate(in_dtypes)]
+    casts: dict = {}   # (argument, dtype) -> its typed pointer, made once
+
+    def typed(k, dt):
+        key = (k, np.dtype(dt))
+        if key not in casts:
+            casts[key] = typed_ptr(b, fn.args[k], dt)
+        return casts[key]
+    outs = [typed(k, dt) for k, dt in enumerate(out_dtypes)]
+    ins = [typed(n_out + k if k not in in_place else in_place[k], dt)
+           for k, dt in enumerate(in_dtypes)]
 
     # stride of each operand along each collapsed axis (0 when it broadcasts there)
     strides = []
@@ -241,8 +248,19 @@ def _nest(b, extents, strides, body, offsets, level, bounds=None, interleave=0):
     inner = level == len(extents) - 1
     hints = loop_hints(b.module, interleave if inner else 0)
     with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=hints) as i:
-        nxt = [o if _is_zero(s[level]) else b.add(o, b.mul(i, s[level]) if not _is_one(s[level]) else i)
-               for o, s in zip(offsets, strides)]
+        # operands with equal offsets and strides share one offset (no ``add 0, i``)
+        made: dict = {}
+        nxt = []
+        for o, s in zip(offsets, strides):
+            step = s[level]
+            if _is_zero(step):
+                nxt.append(o)
+                continue
+            key = (id(o), id(step) if not isinstance(step, ir.Constant) else step.constant)
+            if key not in made:
+                v = i if _is_one(step) else b.mul(i, step)
+                made[key] = v if _is_zero(o) else b.add(o, v)
+            nxt.append(made[key])
         _nest(b, extents, strides, body, nxt, level + 1, interleave=interleave)
 
 
