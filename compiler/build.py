@@ -61,10 +61,12 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
     # Imported here: the code generator is large, and loading a cached artifact
     # (which imports this module for Artifact) never needs it.
     from .codegen import compile_program, ENTRY, ARRAY_ENTRY, ARRAY_DATA_OFFSET
+    from . import workers
     t0 = time.perf_counter()
-    ir_text, layout = compile_program(program)
-    t1 = time.perf_counter()
-    obj, t2, parts = _compile_ir(ir_text)
+    with workers.Pool(workers.expected_parts(program)) as pool:
+        ir_text, layout = compile_program(program)
+        t1 = time.perf_counter()
+        obj, t2, parts = _compile_ir(ir_text, pool)
     t3 = time.perf_counter()
     g = program.graph
     reqs = [{"left": D.to_data(a), "right": D.to_data(b),
@@ -100,21 +102,22 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
     return art
 
 
-def _compile_ir(ir_text: str):
-    """(object code, time when optimization ended, parts): a big module in parts on several
-    cores when it pays (workers.py; "optimize" then times the split and the whole
-    parallel compile), else in one piece here. The parts' objects are bundled
-    (runtime/objects.py): loaders link them together."""
+def _compile_ir(ir_text: str, pool):
+    """(object code, time when optimization ended, parts): a module in parts on several
+    cores when it pays (workers.py: ``pool`` holds the workers started for it;
+    "optimize" then times the split and the whole parallel compile), else in one piece
+    here. The parts' objects are bundled (runtime/objects.py): loaders link them."""
     from . import workers
-    parts = workers.parts_for(ir_text)
+    parts = workers.parts_for(ir_text, len(pool))
     if parts > 1:
         from symgraph.runtime.objects import pack
         from .codegen import SEGMENT
         from .partition import split
         texts = split(ir_text, SEGMENT, parts)
         if texts is not None:
-            objects = workers.compile_parts(texts, lambda text: target.emit_object(
-                target.parse_and_optimize(text, big=True)))
+            big = target.is_big(ir_text)
+            objects = pool.compile(texts, lambda text: target.emit_object(
+                target.parse_and_optimize(text, big=big)), big=big)
             t = time.perf_counter()
             return pack(objects), t, len(texts)
     mod = target.parse_and_optimize(ir_text)

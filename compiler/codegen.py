@@ -246,19 +246,23 @@ def compile_program(program, *, name="sg"):
     return str(module), layout
 
 
-# A program with more steps than this is lowered as segments of SEGMENT_STEPS steps:
-# ``sg.seg.<k>(args, dims)`` functions that the entry calls in order. The entry of a
-# 10,000-op graph is otherwise one function of thousands of lines, and a module in
-# segments can be compiled in parts, in parallel (compiler/partition.py).
+# A program of SEGMENTED_FROM steps or more is lowered in segments: functions
+# ``sg.seg.<k>(args, dims)`` of at most SEGMENT_STEPS steps (at least MIN_SEGMENTS of
+# them), which the entry calls in order. A module in segments can be compiled in
+# parts, in parallel (compiler/partition.py), and the entry of a 10,000-op graph is
+# not one function of thousands of lines.
 SEGMENT = "sg.seg"
 SEGMENT_STEPS = 32
+SEGMENTED_FROM = 24
+MIN_SEGMENTS = 8
 
 
 def segments(steps) -> list:
-    """``steps`` in chunks of SEGMENT_STEPS (one chunk when there are not two)."""
-    if len(steps) <= 2 * SEGMENT_STEPS:
+    """``steps`` in the chunks the entry calls as segments (one chunk: no segments)."""
+    if len(steps) < SEGMENTED_FROM:
         return [list(steps)]
-    return [list(steps[k:k + SEGMENT_STEPS]) for k in range(0, len(steps), SEGMENT_STEPS)]
+    size = max(1, min(SEGMENT_STEPS, -(-len(steps) // MIN_SEGMENTS)))
+    return [list(steps[k:k + size]) for k in range(0, len(steps), size)]
 
 
 def _lower_steps(ctx, steps) -> None:

@@ -320,6 +320,7 @@ def lower_take_grad(ctx, nid):
 
 @lowers(X.OneHot)
 def lower_one_hot(ctx, nid):
+    from .kernels import loop_hints
     op = ctx.graph.op(nid)
     (labels,) = ctx.inputs(nid)
     dt = np.dtype(ctx.type(nid).dtype)
@@ -333,10 +334,10 @@ def lower_one_hot(ctx, nid):
                    f"{where(ctx, nid)}: index {{0}} is out of bounds for depth {{1}}; "
                    "valid indices are [0, {1})")
     one, zero = constant(dt, 1), constant(dt, 0)
-    with for_range(b, m, name="j") as j:
+    with for_range(b, m, name="j", loop_metadata=loop_hints(b.module)) as j:
         v = _index(b, lab, j, lt.dtype)
         row = b.mul(j, depth)
-        with for_range(b, depth, name="c") as c:
+        with for_range(b, depth, name="c", loop_metadata=loop_hints(b.module)) as c:
             store(b, b.select(b.icmp_signed("==", c, v), one, zero), out, b.add(row, c), dt)
     k.finish()
     k.call([ctx.buffer(nid), ctx.buffer(labels)])

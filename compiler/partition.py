@@ -109,24 +109,41 @@ def _weight(mod: Module, names) -> int:
     for n in names:
         lines = mod.functions[n].lines
         if "optnone" in lines[0]:
-            total += len(lines) // 4
+            total += len(lines) // 10
         else:
-            total += len(lines) + LOOP_WEIGHT * sum("!llvm.loop" in x for x in lines)
+            total += len(lines) + LOOP_WEIGHT * sum(1 for x in lines if is_loop_header(x))
     return total
 
 
-LOOP_WEIGHT = 60
+LOOP_WEIGHT = 100
+
+
+def is_loop_header(line: str) -> bool:
+    """Whether a line of IR is the label of a loop's condition block (irutil.for_range
+    and the loops written like it name it ``<name>.cond``)."""
+    return line.endswith(".cond:") and not line.startswith(" ")
+
+
+def count_loops(text: str) -> int:
+    return len(re.findall(r"^[^ \n]*\.cond:$", text, re.M))
 
 
 def plan(mod: Module, units: list, parts: int) -> list:
-    """Contiguous runs of ``units`` (segment names), one per part, of about equal size
-    (lines of IR they reach); the first part also carries everything else."""
-    roots = [n for n in mod.functions if n not in set(units) and not mod.functions[n].internal]
-    base = _weight(mod, _closure(mod, [r for r in roots if not _is_vector_math(r)], set(units)))
-    sizes = [_weight(mod, _closure(mod, [u])) for u in units]
-    total = base + sum(sizes)
+    """Contiguous runs of ``units`` (segment names), one per part, of about equal cost
+    (_weight of the functions each run reaches, a function shared by segments of one
+    run counted once); the first part also carries everything else."""
+    unit_set = set(units)
+    roots = [n for n in mod.functions if n not in unit_set and not mod.functions[n].internal]
+    base = _weight(mod, _closure(mod, [r for r in roots if not _is_vector_math(r)], unit_set))
+    seen: set = set()
+    steps = []     # cost each unit adds to a run holding the units before it
+    for u in units:
+        new = [n for n in _closure(mod, [u], unit_set - {u}) if n not in seen]
+        seen.update(new)
+        steps.append(_weight(mod, new))
+    total = base + sum(steps)
     runs, current, load = [], [], base
-    for u, size in zip(units, sizes):
+    for u, size in zip(units, steps):
         # a new run starts where this one's end is nearer its share than with ``u``
         share = total * (len(runs) + 1) / parts
         if current and len(runs) < parts - 1 and abs(load - share) <= abs(load + size - share):

@@ -23,9 +23,12 @@ import subprocess
 import sys
 import threading
 
-# A module is split when its IR has at least this many loops per part (LLVM spends
-# several milliseconds on each: below this, starting a worker costs more than it saves).
-MIN_LOOPS_PER_PART = 40
+# A part should hold at least this many loops (LLVM spends several milliseconds on
+# each; a part's object and text travel through pipes, and a worker costs a process).
+MIN_LOOPS_PER_PART = 8
+# Workers are started (before lowering, so that their start-up overlaps it) for a
+# program of at least this many nodes per part.
+MIN_NODES_PER_PART = 16
 TIMEOUT = 600.0        # seconds a part may take before its worker is stopped
 _CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 
@@ -45,27 +48,41 @@ def max_workers() -> int:
         return os.cpu_count() or 1
 
 
-def parts_for(ir_text: str) -> int:
-    """How many parts to compile ``ir_text`` in (1: do not split)."""
+def expected_parts(program) -> int:
+    """Parts a program's module will likely be compiled in, told before lowering it."""
     workers = max_workers()
     if workers < 2:
         return 1
-    loops = ir_text.count("!llvm.loop !")
-    return max(1, min(workers, loops // MIN_LOOPS_PER_PART))
+    g = program.graph
+    nodes = sum(1 for nid in program.order() if not g.op(nid).is_leaf)
+    return max(1, min(workers, nodes // MIN_NODES_PER_PART))
+
+
+def parts_for(ir_text: str, workers: int) -> int:
+    """How many parts to compile ``ir_text`` in, given ``workers`` started workers."""
+    from .partition import count_loops
+    loops = count_loops(ir_text)
+    return max(1, min(workers + 1, loops // MIN_LOOPS_PER_PART))
 
 
 class Worker:
-    """A process compiling one part; ``result()`` is its object, or None when this
-    process should compile the part itself."""
+    """A process that will compile one part: started early, given its part by
+    ``submit``, its object returned by ``result()`` (None: this process should
+    compile the part itself)."""
 
-    def __init__(self, index: int, text: str, request: dict):
-        self.index = index
+    def __init__(self):
+        self.index = None
         self.output = self.error = None
-        self.proc = None
+        self.thread = None
         try:
             self.proc = subprocess.Popen(_command(), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except (OSError, ValueError):
+            self.proc = None
+
+    def submit(self, index: int, text: str, request: dict) -> None:
+        self.index = index
+        if self.proc is None:
             return
         data = json.dumps(request).encode() + b"\n" + text.encode()
         self.thread = threading.Thread(target=self._talk, args=(data,), daemon=True,
@@ -79,7 +96,7 @@ class Worker:
             self.output = None
 
     def result(self) -> bytes | None:
-        if self.proc is None:
+        if self.proc is None or self.thread is None:
             return None
         self.thread.join(TIMEOUT)
         if self.thread.is_alive():
@@ -114,22 +131,43 @@ def _command() -> list:
     return [sys.executable, "-I", "-S", "-c", boot]
 
 
-def compile_parts(parts: list, compile_here) -> list:
-    """The objects of ``parts`` (IR texts): the first compiled by ``compile_here(text)``
-    in this process while workers compile the others; a part whose worker fails is
-    compiled here too."""
-    from .target import host_cpu
-    triple, cpu, features = host_cpu()
-    request = {"triple": triple, "cpu": cpu, "features": features, "opt": 3, "big": True}
-    workers = []
-    try:
-        for k, text in enumerate(parts[1:], 1):
-            workers.append(Worker(k, text, request))
-        objects = [compile_here(parts[0])]
-        for w in workers:
-            obj = w.result()
-            objects.append(obj if obj is not None else compile_here(parts[w.index]))
-        return objects
-    finally:
-        for w in workers:
+class Pool:
+    """Workers started before lowering (``count`` = parts expected, this process
+    included), stopped and reaped on ``close`` whether used or not."""
+
+    def __init__(self, count: int):
+        self.workers = [Worker() for _ in range(max(0, count - 1))]
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in self.workers:
             w.stop()
+
+    def compile(self, parts: list, compile_here, *, big: bool) -> list:
+        """The objects of ``parts`` (IR texts, at most one more than the workers): the
+        first compiled by ``compile_here(text)`` in this process while workers compile
+        the others; a part whose worker fails is compiled here too."""
+        from .target import host_cpu
+        triple, cpu, features = host_cpu()
+        request = {"triple": triple, "cpu": cpu, "features": features, "opt": 3, "big": big}
+        used = self.workers[:len(parts) - 1]
+        for k, (w, text) in enumerate(zip(used, parts[1:]), 1):
+            w.submit(k, text, request)
+        for w in self.workers[len(used):]:
+            w.stop()                       # started for nothing: the module came out small
+        try:
+            objects = [compile_here(parts[0])]
+            for w in used:
+                obj = w.result()
+                objects.append(obj if obj is not None else compile_here(parts[w.index]))
+            return objects
+        finally:
+            self.close()

@@ -22,7 +22,9 @@ needs_linker = pytest.mark.skipif(link.linker() is None, reason="no system linke
 def split_small(monkeypatch, tmp_path):
     """Segments of two steps, split into two parts even for a small module."""
     monkeypatch.setattr(codegen, "SEGMENT_STEPS", 2)
+    monkeypatch.setattr(codegen, "SEGMENTED_FROM", 2)
     monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
+    monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
     monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
     monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
     cache.clear_memory()
@@ -104,8 +106,8 @@ def test_parts_through_the_disk_cache_and_the_shared_library(tmp_path):
         import numpy as np
         import symgraph as sg
         from symgraph.compiler import cache, codegen, workers
-        codegen.SEGMENT_STEPS = 2
-        workers.MIN_LOOPS_PER_PART = 1
+        codegen.SEGMENT_STEPS = codegen.SEGMENTED_FROM = 2
+        workers.MIN_LOOPS_PER_PART = workers.MIN_NODES_PER_PART = 1
         sys.path.insert(0, "tests")
         from test_compile_parallel import _mlp
         x, ws, loss, updates = _mlp("float32")
@@ -164,6 +166,8 @@ def test_an_llvm_error_in_a_part_is_raised_as_without_workers(split_small):
              '  %"y" = call i32 @"sg.seg.0"(i8* %"a", i8* %"d")\n  ret i32 %"y"\n}\n')
     parts = partition.split(good + bad + entry, "sg.seg", 2)
     from symgraph.compiler import target
+    pool = workers.Pool(2)
     with pytest.raises(RuntimeError, match="parsing error"):
-        workers.compile_parts(parts, lambda t: target.emit_object(
-            target.parse_and_optimize(t, big=True)))
+        pool.compile(parts, lambda t: target.emit_object(
+            target.parse_and_optimize(t, big=True)), big=True)
+    assert all(w.proc.poll() is not None for w in pool.workers)
