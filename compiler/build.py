@@ -116,13 +116,14 @@ def _compile_ir(ir_text: str, pool):
         texts = split(ir_text, SEGMENT, parts)
         if texts is not None:
             big = target.is_big(ir_text)
-            objects = pool.compile(texts, lambda text: target.emit_object(
-                target.parse_and_optimize(text, big=big)), big=big)
+            objects = pool.compile(texts, lambda text: target.compile_object(text, big=big),
+                                   big=big)
             t = time.perf_counter()
             return pack(objects), t, len(texts)
-    mod = target.parse_and_optimize(ir_text)
+    big = target.is_big(ir_text)
+    mod = target.parse_and_optimize(ir_text, big=big)
     t = time.perf_counter()
-    return target.emit_object(mod), t, 1
+    return target.emit_object(mod, big=big), t, 1
 
 
 def constant_values(program, artifact) -> list:

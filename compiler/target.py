@@ -74,9 +74,18 @@ def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
         return mod
 
 
-def emit_object(mod) -> bytes:
+def compile_object(ir_text: str, *, big: bool | None = None) -> bytes:
+    """Object code of IR text: parsed, optimized and emitted as a worker would
+    (llvm_job.py)."""
+    big = is_big(ir_text) if big is None else big
+    return emit_object(parse_and_optimize(ir_text, big=big), big=big)
+
+
+def emit_object(mod, *, big: bool = False) -> bytes:
+    """Object code of an optimized module (``big``: see llvm_job.emit)."""
+    from .llvm_job import emit
     with _lock:
-        return _shared_tm().emit_object(mod)
+        return emit(llvm(), _shared_tm(), mod, big=big)
 
 
 def emit_assembly(mod) -> str:
