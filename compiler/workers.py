@@ -24,13 +24,15 @@ import sys
 import threading
 
 # A part should hold at least this many loops (LLVM spends several milliseconds on
-# each; a part's object and text travel through pipes, and a worker costs a process).
-MIN_LOOPS_PER_PART = 8
-# Workers are started (before lowering, so that their start-up overlaps it) for a
-# program of at least this many nodes per part.
-MIN_NODES_PER_PART = 16
+# each), and workers are started (before lowering, so that their start-up of about a
+# tenth of a second overlaps it) for a graph of at least this many nodes per part. An
+# MLP step (about 20 loops, 0.25 s of LLVM) stays in one piece: split in two it gained
+# less than a tenth of a second with a core to spare, and lost as much on a busy machine.
+MIN_LOOPS_PER_PART = 40
+MIN_NODES_PER_PART = 64
 TIMEOUT = 600.0        # seconds a part may take before its worker is stopped
-_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+_CRASHES = {getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT")
+            if hasattr(signal, name)}
 
 
 def max_workers() -> int:
@@ -53,9 +55,7 @@ def expected_parts(program) -> int:
     workers = max_workers()
     if workers < 2:
         return 1
-    g = program.graph
-    nodes = sum(1 for nid in program.order() if not g.op(nid).is_leaf)
-    return max(1, min(workers, nodes // MIN_NODES_PER_PART))
+    return max(1, min(workers, len(program.graph) // MIN_NODES_PER_PART))
 
 
 def parts_for(ir_text: str, workers: int) -> int:
