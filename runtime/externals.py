@@ -31,20 +31,49 @@ def openblas() -> ctypes.CDLL:
     return ctypes.CDLL(openblas_path())
 
 
-@functools.lru_cache(maxsize=None)
+LIBGOMP = "libgomp.so.1"   # by soname: the loader finds it without a search subprocess
+
+
 def libgomp_name() -> str:
-    import ctypes.util  # runs a subprocess: only when parallel code needs it
-    path = ctypes.util.find_library("gomp")
-    if path is None:
-        raise RuntimeError("generated code needs libgomp (GCC's OpenMP runtime), which is "
-                           "not installed; install it (Debian: libgomp1)")
-    return path
+    return LIBGOMP
+
+
+def libgomp_available() -> bool:
+    try:
+        libgomp()
+    except OSError:
+        return False
+    return True
+
+
+# Spin iterations of an idle libgomp thread before it sleeps (libgomp's default is
+# 300,000, about a millisecond): long enough to stay awake between the loops of one
+# call, short enough not to take a core from BLAS's threads or the rest of the
+# process. Used only when the user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT.
+GOMP_SPINCOUNT = "20000"
 
 
 @functools.lru_cache(maxsize=None)
 def libgomp():
-    """GCC's OpenMP runtime, used by generated code to run loops on all cores."""
-    return ctypes.CDLL(libgomp_name())
+    """GCC's OpenMP runtime, used by generated code to run loops on all cores. libgomp
+    reads its settings from the environment when it is loaded, so the spin count is
+    put there for that moment only."""
+    from . import threads
+    name = libgomp_name()
+    tuned = not ({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys())
+    if tuned:
+        os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as exc:
+        raise OSError(f"generated code needs libgomp (GCC's OpenMP runtime, {name}), which "
+                      f"could not be loaded ({exc}); install it (Debian: libgomp1) or set "
+                      f"SYMGRAPH_PARALLEL=0") from None
+    finally:
+        if tuned:
+            del os.environ["GOMP_SPINCOUNT"]
+    threads.note_libgomp_loaded()
+    return lib
 
 
 def _is_gomp(name: str) -> bool:
