@@ -26,9 +26,10 @@ from llvmlite import ir
 from symgraph import dims as D
 from .irutil import I32, I64, PTR, VOID, i64, for_range, load, store, typed_ptr
 
-# Work units (about a quarter of a nanosecond: one cheap operation on one element)
-# below which a kernel runs on the calling thread; a fork and join costs 5-20 us.
-PARALLEL_MIN_WORK = 1 << 17
+# Work units (one cheap operation on one element: about 0.1 ns vectorized) below which
+# a kernel runs on the calling thread. A fork and join with sleeping threads costs about
+# 15 us; measured break-even was near 25 us of serial work, so the bar is about 50 us.
+PARALLEL_MIN_WORK = 1 << 19
 # Per-element cost of an op calling vector math (exp, tanh...) in work units.
 MATH_COST = 16
 # Stack bytes for the per-thread partial results of one kernel call.

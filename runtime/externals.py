@@ -26,9 +26,33 @@ def openblas_path() -> str:
     return os.path.join(scipy_openblas32.get_lib_dir(), f"lib{scipy_openblas32.get_library()}.so")
 
 
+# Thread policy. Generated loops (libgomp) and BLAS (OpenBLAS's own pool) take turns on
+# the same cores. An idle thread of either that keeps spinning takes a core from the
+# other: with both libraries' default spin times an MLP step ran twice as slow on 2
+# threads as on 1. So idle threads of both sleep at once (OpenBLAS: 2^8 cycles; libgomp:
+# no spinning), unless the user set these variables. Each library reads them when it
+# loads, so they are in the environment for that moment only.
+OPENBLAS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "8"}
+OPENBLAS_USER_ENV = {"OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT"}
+GOMP_ENV = {"GOMP_SPINCOUNT": "0"}
+GOMP_USER_ENV = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}
+
+
+def _load_with_env(path: str, env: dict, user_env: set) -> ctypes.CDLL:
+    tuned = not (user_env & os.environ.keys())
+    if tuned:
+        os.environ.update(env)
+    try:
+        return ctypes.CDLL(path)
+    finally:
+        if tuned:
+            for k in env:
+                del os.environ[k]
+
+
 @functools.lru_cache(maxsize=None)
 def openblas() -> ctypes.CDLL:
-    return ctypes.CDLL(openblas_path())
+    return _load_with_env(openblas_path(), OPENBLAS_ENV, OPENBLAS_USER_ENV)
 
 
 LIBGOMP = "libgomp.so.1"   # by soname: the loader finds it without a search subprocess
@@ -46,32 +70,17 @@ def libgomp_available() -> bool:
     return True
 
 
-# Spin iterations of an idle libgomp thread before it sleeps (libgomp's default is
-# 300,000, about a millisecond): long enough to stay awake between the loops of one
-# call, short enough not to take a core from BLAS's threads or the rest of the
-# process. Used only when the user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT.
-GOMP_SPINCOUNT = "20000"
-
-
 @functools.lru_cache(maxsize=None)
 def libgomp():
-    """GCC's OpenMP runtime, used by generated code to run loops on all cores. libgomp
-    reads its settings from the environment when it is loaded, so the spin count is
-    put there for that moment only."""
+    """GCC's OpenMP runtime, used by generated code to run loops on all cores."""
     from . import threads
     name = libgomp_name()
-    tuned = not ({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys())
-    if tuned:
-        os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
     try:
-        lib = ctypes.CDLL(name)
+        lib = _load_with_env(name, GOMP_ENV, GOMP_USER_ENV)
     except OSError as exc:
         raise OSError(f"generated code needs libgomp (GCC's OpenMP runtime, {name}), which "
                       f"could not be loaded ({exc}); install it (Debian: libgomp1) or set "
                       f"SYMGRAPH_PARALLEL=0") from None
-    finally:
-        if tuned:
-            del os.environ["GOMP_SPINCOUNT"]
     threads.note_libgomp_loaded()
     return lib
 

@@ -182,3 +182,26 @@ def test_parallel_code_can_be_turned_off(tmp_path):
     out = _run(code, {"SYMGRAPH_CACHE_DIR": str(tmp_path), "SYMGRAPH_PARALLEL": "0"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False"]
+
+
+@needs_libgomp
+def test_pool_threads_start_for_large_work_only(tmp_path):
+    # libgomp starts its pool on the first split loop: the process gains n - 1 threads
+    code = """
+        import os, numpy as np, symgraph as sg
+        from symgraph.runtime import threads
+        threads.set_num_threads(3)
+        x = sg.placeholder(shape=(None,), name="x")
+        f = sg.function([x], [sg.sum(sg.tanh(x)), sg.exp(x)])
+        tasks = lambda: len(os.listdir("/proc/self/task"))
+        small = np.ones(1000, np.float32)
+        big = np.ones(1_000_000, np.float32)
+        before = tasks()
+        f(small)
+        after_small = tasks()
+        f(big)
+        print(after_small - before, tasks() - before)
+    """
+    out = _run(code, {"SYMGRAPH_CACHE_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "2"]
