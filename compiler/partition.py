@@ -16,8 +16,10 @@ Linkage across parts:
 - any other function reached from a later part (the vector variants of vector math,
   which must stay external until the vectorizer has run) is renamed there with the
   part's suffix, so no two objects define the same symbol;
-- private or internal constants are copied where used; a module whose other globals
-  are used outside the first part is not split (``split`` returns None).
+- private or internal constants are copied where used; other variables stay in the
+  first part and are declared ``external`` where used (the runtime's thread count
+  word); a module whose private variables are used outside the first part is not
+  split (``split`` returns None).
 
 The text is llvmlite's: a function is a ``define`` line, an opening brace on a line of
 its own, its body and a ``}`` line; metadata lines start with ``!``.
@@ -181,8 +183,13 @@ def split(text: str, unit_prefix: str, parts: int):
         for g in sorted(used & set(mod.globals)):
             line = mod.globals[g]
             if k and not re.search(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b', line):
-                return None  # state that two objects would each have a copy of
+                line = _external_global(line)   # one variable, defined in the first part
+                if line is None:
+                    return None
             glob.append(line)
+        if k == 0:  # variables other parts use live here, even if no function here does
+            glob += [mod.globals[g] for g in sorted(set(mod.globals) - used)
+                     if _external_global(mod.globals[g]) is not None]
         rename = {} if k == 0 else {
             n: f"{n}.p{k}" for n in names
             if not mod.functions[n].internal and n not in unit_part}
@@ -202,6 +209,27 @@ def split(text: str, unit_prefix: str, parts: int):
             part = re.sub(r'(?<=[@"(])' + re.escape(old) + r'(?=[")])', new, part)
         texts.append(part)
     return texts
+
+
+def _external_global(line: str):
+    """The declaration, for another part, of a global variable with external linkage
+    (``@"x" = external global i32``), or None for one that other objects cannot see."""
+    m = re.match(r'(@(?:"[^"]+"|[-\w.$]+))\s*=\s*((?:\w+\s+)*?)(global|constant)\s+(.*)$', line)
+    if m is None or re.search(r'\b(private|internal)\b', m.group(2)):
+        return None
+    rest = m.group(4)
+    if rest[:1] in "[{<":
+        close = {"[": "]", "{": "}", "<": ">"}[rest[0]]
+        depth = 0
+        for end, ch in enumerate(rest):
+            depth += (ch == rest[0]) - (ch == close)
+            if depth == 0:
+                break
+        ty = rest[:end + 1]
+    else:
+        ty = rest.split()[0]
+    visibility = " ".join(w for w in m.group(2).split() if w in ("hidden", "protected"))
+    return f"{m.group(1)} = external {visibility + ' ' if visibility else ''}{m.group(3)} {ty}"
 
 
 def _declaration(f: Function) -> str:

@@ -99,6 +99,24 @@ def test_an_unsplittable_module_is_left_whole():
                            "sg.seg", 2) is not None
 
 
+def test_a_variable_lives_in_the_first_part_and_is_declared_in_the_others():
+    """The thread count word the runtime sets (parallel.py) must be one variable."""
+    text = ('@"threads" = global i32 1, align 4\n'
+            'define internal i32 @"sg.seg.0"(i8* %"a", i8* %"d") noinline\n{\nentry:\n'
+            '  ret i32 0\n}\n'
+            'define internal i32 @"sg.seg.1"(i8* %"a", i8* %"d") noinline\n{\nentry:\n'
+            '  %"v" = load i32, i32* @"threads"\n  ret i32 %"v"\n}\n'
+            'define i32 @"sg_entry"(i8* %"a", i8* %"d")\n{\nentry:\n'
+            '  %"x" = call i32 @"sg.seg.0"(i8* %"a", i8* %"d")\n'
+            '  %"y" = call i32 @"sg.seg.1"(i8* %"a", i8* %"d")\n  ret i32 %"y"\n}\n')
+    first, second = partition.split(text, "sg.seg", 2)
+    assert '@"threads" = global i32 1, align 4' in first
+    assert '@"threads" = external global i32' in second
+    from symgraph.compiler import target
+    for part in (first, second):
+        target.parse_and_optimize(part, big=True)   # both parse and verify
+
+
 @needs_linker
 def test_parts_through_the_disk_cache_and_the_shared_library(tmp_path):
     code = """
@@ -171,3 +189,23 @@ def test_an_llvm_error_in_a_part_is_raised_as_without_workers(split_small):
         pool.compile(parts, lambda t: target.emit_object(
             target.parse_and_optimize(t, big=True)), big=True)
     assert all(w.proc.poll() is not None for w in pool.workers)
+
+
+def test_parts_compute_exactly_what_one_module_computes(split_small, monkeypatch):
+    """Large enough for loops split across threads (the runtime's thread count word is
+    then used by every part): the same code in two parts gives the same bits."""
+    results = []
+    for workers_flag in ("1", "2"):
+        monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", workers_flag)
+        cache.clear_memory()
+        with sg.Graph():
+            x, ws, loss, updates = _mlp("float32", depth=3, width=64)
+            f = sg.function([x], loss, updates=updates)
+            xv = np.random.default_rng(1).standard_normal((3000, 64)).astype(np.float32)
+            results.append(([f(xv) for _ in range(2)], [w.get_value() for w in ws],
+                            f.artifact.parts))
+    (one, w_one, parts_one), (two, w_two, parts_two) = results
+    assert (parts_one, parts_two) == (1, 2)
+    np.testing.assert_array_equal(one, two)
+    for a, b in zip(w_one, w_two):
+        np.testing.assert_array_equal(a, b)
