@@ -197,6 +197,7 @@ def test_parts_compute_exactly_what_one_module_computes(split_small, monkeypatch
     results = []
     for workers_flag in ("1", "2"):
         monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", workers_flag)
+        monkeypatch.setenv("SYMGRAPH_CACHE_DIR", "off")
         cache.clear_memory()
         with sg.Graph():
             x, ws, loss, updates = _mlp("float32", depth=3, width=64)
