@@ -32,7 +32,6 @@ class Artifact:
         self.library = library              # the object linked as a shared library (link.py)
         self.parts = 0                      # modules LLVM compiled it in (0: not compiled here)
 
-
     @property
     def optimized_ir(self) -> str:
         """The IR after LLVM's optimizations, made again from ``ir`` when first asked

@@ -255,7 +255,7 @@ def compile_program(program, *, name="sg"):
 # not one function of thousands of lines.
 SEGMENT = "sg.seg"
 SEGMENT_STEPS = 32
-SEGMENTED_FROM = 24
+SEGMENTED_FROM = 64
 MIN_SEGMENTS = 8
 
 
