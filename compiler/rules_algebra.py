@@ -179,11 +179,13 @@ def move_constant_out_of_product(rw, n):
                 return rw.conform(rw.make(E.Multiply(), c, rw.make(E.Multiply(), x, y)), n)
 
 
-@rewrite("simplify", E.Add, E.Subtract)
+@rewrite("specialize", E.Add, E.Subtract)
 def factor_common_multiplicand(rw, n):
     """a * b + a * c -> a * (b + c) and a * b - a * c -> a * (b - c): one product less
     (one of the products must have no other use). Not bit-exact (the rounding moves),
-    and never worse where a * b and a * c nearly cancel."""
+    and never worse where a * b and a * c nearly cancel. A specialization: it runs after
+    stabilization, whose rules look for the products (the softmax cross-entropy
+    gradient's (g / s) * s)."""
     p, q = rw.ins(n)
     if not (rw.isa(p, E.Multiply) and rw.isa(q, E.Multiply) and is_float(rw.dtype(n))):
         return None
