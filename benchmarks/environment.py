@@ -102,7 +102,9 @@ def blas_kernels() -> dict:
             out["torch"] = f"unavailable: {type(exc).__name__}"
     try:
         from symgraph.runtime.externals import blas_info
+        from symgraph.runtime.threads import num_threads, parallel_code_wanted
         out["symgraph"] = blas_info()
+        out["symgraph"]["loop_threads"] = num_threads() if parallel_code_wanted() else 1
     except Exception as exc:  # an older symgraph without it, or no BLAS yet
         out["symgraph"] = f"unavailable: {type(exc).__name__}: {exc}"
     return out

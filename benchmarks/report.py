@@ -29,7 +29,9 @@ def _blas_lines(blas: dict) -> list:
     sg = blas.get("symgraph")
     if isinstance(sg, dict):
         lines.append(f"symgraph (scipy-openblas32): OpenBLAS kernel {sg.get('corename')}, "
-                     f"{_threads(sg.get('threads'))}")
+                     f"{_threads(sg.get('threads'))}"
+                     + (f"; generated loops on {_threads(sg['loop_threads'])} (libgomp)"
+                        if sg.get("loop_threads") else ""))
     elif sg:
         lines.append(f"symgraph: {sg}")
     pools = blas.get("threadpoolctl")

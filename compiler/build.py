@@ -78,6 +78,7 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
         "errors": layout["errors"],
         "external": layout["blas"],
         "python_entry": layout["python_entry"],
+        "threads_symbol": layout["threads_symbol"],
     }
     art = Artifact(obj, manifest, ir_text if keep_ir else "", str(mod) if keep_ir else "",
                    {"lower": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2},

@@ -32,12 +32,8 @@ def versions() -> str:
 
 
 def _parallel_tag() -> str:
-    # The code generator's module is imported only when the flag asks for it.
-    if os.environ.get("SYMGRAPH_PARALLEL", "0").strip().lower() in ("", "0", "off", "false",
-                                                                    "no"):
-        return "|parallel False"
-    from .parallel import available as parallel_loops
-    return f"|parallel {parallel_loops()}"
+    from symgraph.runtime.threads import parallel_code_wanted
+    return f"|parallel {parallel_code_wanted()}"
 
 
 # Fields of /proc/cpuinfo that identify what the CPU can run (not its clock or core).

@@ -82,6 +82,7 @@ class LowerContext:
         self.kernel_cache: dict = {}     # identical kernels are emitted once
         self.exit_block = None
         self._in_prologue = False
+        self.threads_symbol = None       # the module's thread-count word (parallel.py)
 
     def name(self, prefix: str) -> str:
         return f"{prefix}.{next(self._names)}"
@@ -214,6 +215,7 @@ def compile_program(program, *, name="sg"):
         "outputs": list(program.outputs), "symbols": symbols,
         "scratch_bytes": plan.scratch_bytes, "errors": list(ctx.errors),
         "plan": plan, "blas": sorted(ctx.blas_symbols), "python_entry": python_entry,
+        "threads_symbol": ctx.threads_symbol,
     }
     return str(module), layout
 

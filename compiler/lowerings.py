@@ -19,10 +19,10 @@ from .fused import Fused
 from .irutil import (call_intrinsic, I1, I64, PTR, VOID, for_range, i64, load, store, typed_ptr,
                      storage_type, value_type, product)
 from .horizontal import as_fused
-from .kernels import Member, plan_loops, emit_group, identity, _combine
+from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OPS
 from .lower_scalar import constant, convert
 from . import vecmath
-from .parallel import call_kernel
+from .parallel import call_kernel, MATH_COST
 
 VIEW_OPS.add(S.Reshape)
 
@@ -90,9 +90,33 @@ def _lower_loop(ctx, nid):
         fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
                         plan, in_place=in_place, interleave_math=not _big_program(ctx))
         ctx.kernel_cache[key] = fn
-    splittable = bool(plan.extents) and all(p[0] for p in plan.patterns[len(in_ids):])
+    splittable, reduced = _split_plan(plan, fuseds, out_dtypes, len(in_ids), in_place)
     call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],
-                plan.extents, splittable=splittable)
+                plan.extents, splittable=splittable, reduced=reduced,
+                cost=_cost_per_element(fuseds))
+
+
+def _split_plan(plan, fuseds, out_dtypes, n_in, in_place):
+    """(splittable, reduced): whether threads may share the outermost axis, and the
+    outputs reduced along it with their (kind, dtype, element count) for per-thread
+    partials (never for an output computed in place)."""
+    if not plan.extents:
+        return False, {}
+    reduced = {}
+    for k, f in enumerate(fuseds):
+        pattern = plan.patterns[n_in + k]
+        if pattern[0]:
+            continue
+        count = D.product(e for e, dense in zip(plan.extents[1:], pattern[1:]) if dense)
+        if k in in_place.values():
+            return False, {}
+        reduced[k] = (f.reduce, out_dtypes[k], count)
+    return True, reduced
+
+
+def _cost_per_element(fuseds) -> int:
+    return max(1, sum(MATH_COST if isinstance(op, MATH_OPS) else 1
+                      for f in fuseds for op, _ in f.body))
 
 
 def _big_program(ctx) -> bool:

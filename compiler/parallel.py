@@ -1,43 +1,48 @@
 """Multi-core loops: a kernel's outermost loop split across threads by libgomp.
 
-Off unless ``SYMGRAPH_PARALLEL=1``: on the 2-core development machine libgomp's
-spinning threads and OpenBLAS's own pool fought over the cores (an MLP step went from
-18 ms to 214 ms with both active under load), so splitting loops stays opt-in until
-it is measured on an idle machine with more cores.
+Generated code calls ``GOMP_parallel(worker, data, n, 0)`` and each of the n threads
+runs the kernel on its share [lo, hi) of the outermost axis. Elementwise outputs are
+written by rows, so threads never write the same element. An output reduced along
+the outermost axis (a sum over everything, a bias gradient) gets one partial result
+per thread, on the caller's stack, combined in thread order after the join: the
+result is deterministic for a given thread count.
 
-Generated code calls ``GOMP_parallel(worker, data, 0, 0)`` (0 threads: libgomp's
-default, one per core or OMP_NUM_THREADS), and each thread runs the kernel on its
-share [lo, hi) of the outermost axis. Only kernels whose outermost axis is not reduced
-are split, so threads never write the same element, and only when the loop is large
-enough to pay for the fork/join (about a microsecond). BLAS keeps its own threads; the
-two never run at the same time, so cores are not oversubscribed.
+How many threads: the module's exported ``sg_threads`` word, which the runtime sets
+after loading (runtime/threads.py: the usable cores, SYMGRAPH_NUM_THREADS, or
+``symgraph.set_num_threads``) and sets to 1 in a child process forked after libgomp
+started its pool (libgomp is not fork-safe: the child would wait forever for threads
+that did not survive the fork). A kernel runs on the calling thread when that word is
+1 or when its work (elements times a per-element cost) is too small to pay for the
+fork and join. BLAS keeps its own threads; the two never run at the same time.
+
+Compiled in unless ``SYMGRAPH_PARALLEL=0`` or libgomp (GCC's OpenMP runtime, Debian
+package libgomp1) is not installed; then code stays serial.
 """
 from __future__ import annotations
 
-import ctypes.util
-import functools
-import os
-
+import numpy as np
 from llvmlite import ir
 
 from symgraph import dims as D
-from .irutil import I32, I64, PTR, VOID, i64
+from .irutil import I32, I64, PTR, VOID, i64, for_range, load, store, typed_ptr
 
-# Elements below which a kernel runs on the calling thread.
-PARALLEL_MIN_ELEMENTS = 1 << 16
+# Work units (one cheap operation on one element: about 0.1 ns vectorized) below which
+# a kernel runs on the calling thread. A fork and join with sleeping threads costs about
+# 15 us; measured break-even was near 25 us of serial work, so the bar is about 50 us.
+PARALLEL_MIN_WORK = 1 << 19
+# Per-element cost of an op calling vector math (exp, tanh...) in work units.
+MATH_COST = 16
+# Stack bytes for the per-thread partial results of one kernel call.
+PARTIAL_BYTES = 1 << 16
+MAX_THREADS = 64
+THREADS_SYMBOL = "sg_threads"
 GOMP_SYMBOLS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
 
 
-@functools.lru_cache(maxsize=None)
-def _libgomp_found() -> bool:
-    return ctypes.util.find_library("gomp") is not None
-
-
 def available() -> bool:
-    """Split loops only when asked (SYMGRAPH_PARALLEL=1) and libgomp, gcc's runtime
-    library, is installed; otherwise code stays serial."""
-    flag = os.environ.get("SYMGRAPH_PARALLEL", "0").strip().lower()
-    return flag not in ("", "0", "off", "false", "no") and _libgomp_found()
+    """Split loops unless SYMGRAPH_PARALLEL=0, and only when libgomp is installed."""
+    from symgraph.runtime.threads import parallel_code_wanted
+    return parallel_code_wanted()
 
 
 def _decl(ctx, name, fnty):
@@ -48,42 +53,126 @@ def _decl(ctx, name, fnty):
     return fn
 
 
-def call_kernel(ctx, fn, ptrs, extents, *, splittable: bool):
-    """Call ``fn(ptrs.., lo, hi, extents..)`` over the whole outermost axis, on all cores
-    when ``splittable`` and the work is large."""
+def _threads_word(ctx):
+    gv = ctx.module.globals.get(THREADS_SYMBOL)
+    if gv is None:
+        gv = ir.GlobalVariable(ctx.module, I32, name=THREADS_SYMBOL)
+        gv.initializer = ir.Constant(I32, 1)   # serial until the runtime says otherwise
+        gv.align = 4
+        ctx.threads_symbol = THREADS_SYMBOL
+    return gv
+
+
+def call_kernel(ctx, fn, ptrs, extents, *, splittable: bool, reduced=None, cost: int = 1):
+    """Call ``fn(ptrs.., lo, hi, extents..)`` over the whole outermost axis, on several
+    threads when ``splittable`` and the work is large. ``reduced`` maps the index (in
+    ``ptrs``) of each output reduced along the outermost axis to (kind, dtype, element
+    count as a Dim); those get per-thread partials, and only as many threads as their
+    partials fit in PARTIAL_BYTES. ``cost``: work units per element."""
     b = ctx.builder
+    reduced = reduced or {}
     dims = [ctx.dim(e) for e in extents]
     if not extents:
         b.call(fn, list(ptrs) + [i64(0), i64(1)])
         return
-    total = ctx.dim(D.product(extents))
     serial_args = list(ptrs) + [i64(0), dims[0]] + dims
     static_total = D.product(extents)
+    min_total = -(-PARALLEL_MIN_WORK // max(cost, 1))
     if not splittable or not available() or (
-            type(static_total) is int and static_total < PARALLEL_MIN_ELEMENTS) or (
+            type(static_total) is int and static_total < min_total) or (
             type(extents[0]) is int and extents[0] < 2):
         b.call(fn, serial_args)
         return
-    worker = _worker(ctx, fn, len(ptrs), len(extents))
-    big = b.and_(b.icmp_signed(">=", total, i64(PARALLEL_MIN_ELEMENTS)),
-                 b.icmp_signed(">", dims[0], i64(1)))
+    total = ctx.dim(static_total)
+    threads = b.zext(b.load(_threads_word(ctx), name="threads"), I64)
+    counts = {k: ctx.dim(n) for k, (_, _, n) in reduced.items()}
+    if reduced:   # as many threads as partials fit in PARTIAL_BYTES (at least one)
+        per_thread = i64(0)
+        for k, (_, dt, _) in reduced.items():
+            per_thread = b.add(per_thread, b.mul(counts[k], i64(np.dtype(dt).itemsize)))
+        fit = b.udiv(i64(PARTIAL_BYTES), b.select(b.icmp_signed(">", per_thread, i64(0)),
+                                                  per_thread, i64(1)))
+        threads = b.select(b.icmp_unsigned("<", fit, threads), fit, threads)
+    threads = b.select(b.icmp_unsigned(">", threads, i64(MAX_THREADS)), i64(MAX_THREADS),
+                       threads)
+    big = b.and_(b.icmp_signed(">=", total, i64(min_total)),
+                 b.and_(b.icmp_signed(">", dims[0], i64(1)),
+                        b.icmp_unsigned(">", threads, i64(1))))
     with b.if_else(big) as (then, otherwise):
         with then:
-            slots = [b.bitcast(p, PTR) for p in ptrs] + [b.inttoptr(d, PTR) for d in dims]
-            data = ctx._at_entry(lambda: b.alloca(ir.ArrayType(PTR, len(slots)),
-                                                  name="par.data"))
-            for k, v in enumerate(slots):
-                b.store(v, b.gep(data, [i64(0), i64(k)], inbounds=True))
-            gomp = _decl(ctx, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
-            b.call(gomp, [b.bitcast(worker, PTR), b.bitcast(data, PTR),
-                          ir.Constant(I32, 0), ir.Constant(I32, 0)])
+            _parallel_call(ctx, fn, ptrs, dims, reduced, counts, threads)
         with otherwise:
             b.call(fn, serial_args)
 
 
-def _worker(ctx, kernel, n_ptrs, n_extents):
-    """``void worker(ptr data)``: this thread's chunk of the outermost axis."""
-    key = ("worker", kernel.name)
+def _parallel_call(ctx, fn, ptrs, dims, reduced, counts, threads):
+    b = ctx.builder
+    saved = b.call(_intrinsic(ctx, "llvm.stacksave.p0", PTR, []), [])
+    # per-thread partials of each reduced output, one copy per thread asked for
+    partials = {}
+    for k, (kind, dt, _) in reduced.items():
+        size = b.mul(threads, b.mul(counts[k], i64(np.dtype(dt).itemsize)))
+        partials[k] = b.alloca(ir.IntType(8), size=size, name=f"par.partial{k}")
+        partials[k].align = 64
+    slots = [b.bitcast(partials.get(k, p), PTR) for k, p in enumerate(ptrs)]
+    slots += [b.inttoptr(d, PTR) for d in dims]
+    slots += [b.inttoptr(counts[k], PTR) for k in reduced]
+    data = b.alloca(ir.ArrayType(PTR, len(slots) + 1), name="par.data")
+    for k, v in enumerate(slots):
+        b.store(v, b.gep(data, [i64(0), i64(k)], inbounds=True))
+    team_slot = b.gep(data, [i64(0), i64(len(slots))], inbounds=True)
+    worker = _worker(ctx, fn, len(ptrs), len(dims), reduced)
+    gomp = _decl(ctx, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
+    b.call(gomp, [b.bitcast(worker, PTR), b.bitcast(data, PTR), b.trunc(threads, I32),
+                  ir.Constant(I32, 0)])
+    if reduced:
+        team = b.ptrtoint(b.load(team_slot), I64)     # the threads that actually ran
+        for k, (kind, dt, _) in reduced.items():
+            _combine_partials(ctx, kind, dt, counts[k], partials[k], ptrs[k], team)
+    b.call(_intrinsic(ctx, "llvm.stackrestore.p0", VOID, [PTR]), [saved])
+
+
+def _intrinsic(ctx, name, ret, args):
+    fn = ctx.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(ctx.module, ir.FunctionType(ret, args), name=name)
+    return fn
+
+
+def _combine_partials(ctx, kind, dt, n, partial, out, team):
+    """out[j] = partial[0][j] (+) partial[1][j] (+) ... in thread order."""
+    from .kernels import _combine
+    b = ctx.builder
+    part = typed_ptr(b, partial, dt)
+    dst = typed_ptr(b, out, dt)
+    with for_range(b, n, name="par.j") as j:
+        first = load(b, part, j, dt)
+        pre = b.block
+        cond = b.append_basic_block("par.t.cond")
+        body = b.append_basic_block("par.t.body")
+        end = b.append_basic_block("par.t.end")
+        b.branch(cond)
+        b.position_at_end(cond)
+        t = b.phi(I64, name="par.t")
+        acc = b.phi(first.type, name="par.acc")
+        t.add_incoming(i64(1), pre)
+        acc.add_incoming(first, pre)
+        b.cbranch(b.icmp_signed("<", t, team), body, end)
+        b.position_at_end(body)
+        nxt = _combine(b, kind, acc, load(b, part, b.add(b.mul(t, n), j), dt), dt)
+        t.add_incoming(b.add(t, i64(1)), body)
+        acc.add_incoming(nxt, body)
+        b.branch(cond)
+        b.position_at_end(end)
+        store(b, acc, dst, j, dt)
+
+
+def _worker(ctx, kernel, n_ptrs, n_extents, reduced):
+    """``void worker(ptr data)``: this thread's chunk of the outermost axis. With
+    reduced outputs every thread runs the kernel (an empty chunk still fills its
+    partial with the identity) and thread 0 records how many threads ran."""
+    key = ("worker", kernel.name,
+           tuple((k, np.dtype(dt).str) for k, (_, dt, _) in reduced.items()))
     cached = ctx.kernel_cache.get(key)
     if cached is not None:
         return cached
@@ -91,20 +180,33 @@ def _worker(ctx, kernel, n_ptrs, n_extents):
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     slots = b.bitcast(fn.args[0], PTR.as_pointer())
-    vals = [b.load(b.gep(slots, [i64(k)], inbounds=True)) for k in range(n_ptrs + n_extents)]
+    n_slots = n_ptrs + n_extents + len(reduced)
+    vals = [b.load(b.gep(slots, [i64(k)], inbounds=True)) for k in range(n_slots)]
     ptrs = vals[:n_ptrs]
-    dims = [b.ptrtoint(v, I64) for v in vals[n_ptrs:]]
+    dims = [b.ptrtoint(v, I64) for v in vals[n_ptrs:n_ptrs + n_extents]]
+    counts = [b.ptrtoint(v, I64) for v in vals[n_ptrs + n_extents:]]
     tid_fn = _decl(ctx, "omp_get_thread_num", ir.FunctionType(I32, []))
     nt_fn = _decl(ctx, "omp_get_num_threads", ir.FunctionType(I32, []))
     tid = b.sext(b.call(tid_fn, []), I64)
     nt = b.sext(b.call(nt_fn, []), I64)
     n0 = dims[0]
     chunk = b.sdiv(b.add(n0, b.sub(nt, i64(1))), nt)
-    lo = b.mul(tid, chunk)
+    if n_extents == 1:   # whole vectors per thread: no scalar remainder in the middle
+        chunk = b.and_(b.add(chunk, i64(15)), i64(-16))
+    lo_raw = b.mul(tid, chunk)
+    lo = b.select(b.icmp_signed("<", lo_raw, n0), lo_raw, n0)
     hi_raw = b.add(lo, chunk)
     hi = b.select(b.icmp_signed("<", hi_raw, n0), hi_raw, n0)
-    with b.if_then(b.icmp_signed("<", lo, hi)):
+    if reduced:
+        for (k, (kind, dt, _)), n in zip(reduced.items(), counts):
+            ptrs[k] = b.gep(ptrs[k], [b.mul(tid, b.mul(n, i64(np.dtype(dt).itemsize)))],
+                            inbounds=True)
+        with b.if_then(b.icmp_signed("==", tid, i64(0))):
+            b.store(b.inttoptr(nt, PTR), b.gep(slots, [i64(n_slots)], inbounds=True))
         b.call(kernel, ptrs + [lo, hi] + dims)
+    else:
+        with b.if_then(b.icmp_signed("<", lo, hi)):
+            b.call(kernel, ptrs + [lo, hi] + dims)
     b.ret_void()
     ctx.kernel_cache[key] = fn
     return fn

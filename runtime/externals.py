@@ -26,25 +26,63 @@ def openblas_path() -> str:
     return os.path.join(scipy_openblas32.get_lib_dir(), f"lib{scipy_openblas32.get_library()}.so")
 
 
+# Thread policy. Generated loops (libgomp) and BLAS (OpenBLAS's own pool) take turns on
+# the same cores. An idle thread of either that keeps spinning takes a core from the
+# other: with both libraries' default spin times an MLP step ran twice as slow on 2
+# threads as on 1. So idle threads of both sleep at once (OpenBLAS: 2^8 cycles; libgomp:
+# no spinning), unless the user set these variables. Each library reads them when it
+# loads, so they are in the environment for that moment only.
+OPENBLAS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "8"}
+OPENBLAS_USER_ENV = {"OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT"}
+GOMP_ENV = {"GOMP_SPINCOUNT": "0"}
+GOMP_USER_ENV = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}
+
+
+def _load_with_env(path: str, env: dict, user_env: set) -> ctypes.CDLL:
+    tuned = not (user_env & os.environ.keys())
+    if tuned:
+        os.environ.update(env)
+    try:
+        return ctypes.CDLL(path)
+    finally:
+        if tuned:
+            for k in env:
+                del os.environ[k]
+
+
 @functools.lru_cache(maxsize=None)
 def openblas() -> ctypes.CDLL:
-    return ctypes.CDLL(openblas_path())
+    return _load_with_env(openblas_path(), OPENBLAS_ENV, OPENBLAS_USER_ENV)
 
 
-@functools.lru_cache(maxsize=None)
+LIBGOMP = "libgomp.so.1"   # by soname: the loader finds it without a search subprocess
+
+
 def libgomp_name() -> str:
-    import ctypes.util  # runs a subprocess: only when parallel code needs it
-    path = ctypes.util.find_library("gomp")
-    if path is None:
-        raise RuntimeError("generated code needs libgomp (GCC's OpenMP runtime), which is "
-                           "not installed; install it (Debian: libgomp1)")
-    return path
+    return LIBGOMP
+
+
+def libgomp_available() -> bool:
+    try:
+        libgomp()
+    except OSError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)
 def libgomp():
     """GCC's OpenMP runtime, used by generated code to run loops on all cores."""
-    return ctypes.CDLL(libgomp_name())
+    from . import threads
+    name = libgomp_name()
+    try:
+        lib = _load_with_env(name, GOMP_ENV, GOMP_USER_ENV)
+    except OSError as exc:
+        raise OSError(f"generated code needs libgomp (GCC's OpenMP runtime, {name}), which "
+                      f"could not be loaded ({exc}); install it (Debian: libgomp1) or set "
+                      f"SYMGRAPH_PARALLEL=0") from None
+    threads.note_libgomp_loaded()
+    return lib
 
 
 def _is_gomp(name: str) -> bool:

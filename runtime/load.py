@@ -7,7 +7,7 @@ from symgraph import dims as D
 from .jit import load_library, load_object
 from .native import NativeFunction
 from .signature import ArgSpec, Requirement, Signature
-from . import externals
+from . import externals, threads
 from .builtin import api_address
 
 
@@ -30,6 +30,8 @@ def native_function(object_code: bytes, manifest: dict, shared, constants,
         if py_entry:  # the CPython C API functions it calls, from this interpreter
             external.update((name, api_address(name)) for name in py_entry["api"])
         code = load_object(object_code, manifest["entry"], external, manifest.get("array_entry"))
+    if manifest.get("threads_symbol"):
+        threads.attach(code, manifest["threads_symbol"])
     outputs = [(np.dtype(o["dtype"]), tuple(D.from_data(d) for d in o["shape"]))
                for o in manifest["outputs"]]
     return NativeFunction(code, signature_from_manifest(manifest), shared=shared,

@@ -132,6 +132,8 @@ class NativeFunction:
         if self._static and self._array_entry is not None:
             arrays = self._fast_check(args)
             if arrays is not None:
+                if self._updated:
+                    arrays = self._unalias(arrays)
                 st = self._state()
                 outs = [np.empty(s, dtype=dt) for dt, s in self.outputs]
                 rc = self._array_entry(*arrays, *[s.value for s in self.shared], *outs,

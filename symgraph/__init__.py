@@ -18,5 +18,6 @@ from .graph import Graph, get_default_graph, reset_default_graph
 from .printing import debugprint
 from .tensor import Tensor, SharedVariable
 from . import nn, testing
+from .runtime.threads import num_threads, set_num_threads
 
 __version__ = "0.1.0"
