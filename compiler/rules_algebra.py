@@ -152,6 +152,69 @@ def _scalar_constant(rw, n) -> bool:
     return rw.isa(n, Constant) and rw.shape(n) == ()
 
 
+# -- products: negations and constants out, common factors ------------------------------
+@rewrite("canonicalize", E.Multiply, E.Divide)
+def move_negation_out_of_product(rw, n):
+    """(-x) * y -> -(x * y), x * (-y) -> -(x * y), and the same for / (exact: rounding
+    is symmetric), so that an outer + or - absorbs the negation"""
+    x, y = rw.ins(n)
+    nx, ny = rw.isa(x, E.Negative), rw.isa(y, E.Negative)
+    if nx != ny and is_float(rw.dtype(n)) and rw.dtype(x) == rw.dtype(y) == rw.dtype(n):
+        inner = rw.make(rw.op(n), rw.ins(x)[0] if nx else x, rw.ins(y)[0] if ny else y)
+        return rw.conform(rw.make(E.Negative(), inner), n)
+
+
+@rewrite("simplify", E.Multiply)
+def move_constant_out_of_product(rw, n):
+    """(c * x) * y -> c * (x * y) for a scalar constant c and a non-constant y, so that
+    combine_constants meets the constants of a chain of products (gradients build
+    ``(2 * t) * u * 1.5``). Reassociates: the result may differ in the last bit."""
+    for m, y in _operands(rw, n):
+        if (not rw.isa(m, E.Multiply) or _scalar_constant(rw, y) or rw.isa(y, Constant)
+                or len(rw.consumers(m)) != 1):
+            continue
+        for c, x in _operands(rw, m):
+            if _scalar_constant(rw, c) and not rw.isa(x, Constant) \
+                    and rw.dtype(c) == rw.dtype(x) == rw.dtype(y) == rw.dtype(n):
+                return rw.conform(rw.make(E.Multiply(), c, rw.make(E.Multiply(), x, y)), n)
+
+
+@rewrite("specialize", E.Add, E.Subtract)
+def factor_common_multiplicand(rw, n):
+    """a * b + a * c -> a * (b + c) and a * b - a * c -> a * (b - c): one product less
+    (one of the products must have no other use). Not bit-exact (the rounding moves),
+    and never worse where a * b and a * c nearly cancel. A specialization: it runs after
+    stabilization, whose rules look for the products (the softmax cross-entropy
+    gradient's (g / s) * s)."""
+    p, q = rw.ins(n)
+    if not (rw.isa(p, E.Multiply) and rw.isa(q, E.Multiply) and is_float(rw.dtype(n))):
+        return None
+    if len(rw.consumers(p)) > 1 and len(rw.consumers(q)) > 1:
+        return None
+    for a, b in _operands(rw, p):
+        for a2, c in _operands(rw, q):
+            if a == a2 and rw.dtype(b) == rw.dtype(c) == rw.dtype(a) == rw.dtype(n):
+                return rw.conform(rw.make(E.Multiply(), a, rw.make(rw.op(n), b, c)), n)
+
+
+@rewrite("simplify", E.Subtract)
+def simplify_product_with_complement(rw, n):
+    """x * (1 - y) - x -> -(x * y) and x - x * (1 - y) -> x * y: exact in real
+    arithmetic, and free of the cancellation of the left side (as in the gradient
+    s * (1 - s) - s of e^-x * sigmoid(x))"""
+    left, right = rw.ins(n)
+    for prod, x, sign in ((left, right, -1), (right, left, 1)):
+        if not rw.isa(prod, E.Multiply) or not is_float(rw.dtype(n)):
+            continue
+        for a, comp in _operands(rw, prod):
+            if a != x or not rw.isa(comp, E.Subtract):
+                continue
+            one, y = rw.ins(comp)
+            if rw.has_value(one, 1) and rw.dtype(y) == rw.dtype(x) == rw.dtype(n):
+                xy = rw.make(E.Multiply(), x, y)
+                return rw.conform(xy if sign > 0 else rw.make(E.Negative(), xy), n)
+
+
 # -- exp and log ----------------------------------------------------------------------------
 @rewrite("simplify", E.Exp)
 def simplify_exp_of_log(rw, n):

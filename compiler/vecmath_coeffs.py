@@ -19,6 +19,11 @@ EXP = {
                 '0x1.af4de74bf3c03p-26', '0x1.1f8b476becfabp-29'),        # 2^-59.3
 }
 
+# (e^2s - 1 - 2s) / (2 s^2) = 2 * EXP(2s): the float32 EXP table scaled by 2^(k+1)
+# (exact), for float32 tanh, which reduces by ln2/2 (s = r/2) and computes
+# (e^2s - 1) / 2 = s + s^2 * this.
+HALF_EXPM1_2X_F32 = tuple(c * 2.0 ** (k + 1) for k, c in enumerate(EXP["float32"]))
+
 # R(z)/z where log(1+f) = 2s + s*R(z), s = f/(2+f), z = s^2 <= 0.02944; weight z/2
 # (the relative error it causes in log).
 LOG = {
@@ -54,10 +59,9 @@ COS = {
                 '-0x1.27e4f90396eb4p-22', '0x1.1eea88fd45af2p-29', '-0x1.8ff9a37486543p-37'),
 }                                                                         # 2^-32.2, 2^-62.5
 
-# (tanh x - x) / x^3 on z = x^2 <= 0.625^2, weight z.
+# (tanh x - x) / x^3 on z = x^2 <= 0.625^2, weight z (float64 tanh; float32 tanh is
+# built on HALF_EXPM1_2X_F32).
 TANH = {
-    "float32": (-0.3333333134651184, 0.13333220779895782, -0.053947459906339645,
-                0.021700244396924973, -0.008168871514499187, 0.002130308886989951),  # 2^-31.8
     "float64": ('-0x1.5555555555554p-2', '0x1.1111111110e00p-3', '-0x1.ba1ba1b9e31a4p-5',
                 '0x1.664f487388251p-6', '-0x1.226e330e6f0e6p-7', '0x1.d6d360d76d7ccp-9',
                 '-0x1.7d9c67f785a17p-10', '0x1.350c669e75c84p-11', '-0x1.f114bba869b39p-13',

@@ -10,16 +10,35 @@ from .vecmath_ir import Fp
 EXP_RANGE = {"float32": (-104.0, 89.0), "float64": (-746.0, 710.0)}
 EXPM1_RANGE = {"float32": (-40.0, 89.0), "float64": (-80.0, 710.0)}
 
+# 1.5 * 2^23: adding it rounds a float32 |v| < 2^22 to an integer k held in the low
+# significand bits, bits(v + shifter) = bits(shifter) + k.
+_SHIFTER32 = 12582912.0
+_SHIFTER32_BITS = 0x4B400000
+
+
+def round_scaled_f32(m: Fp, x, scale: float):
+    """(n, ni): x*scale rounded once to the nearest integer, as a float32 and as an i32,
+    for |x*scale| < 2^22. One fma adds the shifter and ni is read from the bits, with
+    no float-to-int conversion (so a NaN x gives a defined ni and a NaN n)."""
+    shifted = m.fma(x, m.c(scale), m.c(_SHIFTER32))
+    return m.sub(shifted, m.c(_SHIFTER32)), m.b.sub(m.bits(shifted), m.ci(_SHIFTER32_BITS))
+
 
 def exp_reduce(m: Fp, x):
-    """n = rint(x / ln2) and r + r_lo = x - n*ln2 (Cody-Waite with FMA, |r| <= ln2/2;
-    r_lo is the rounding error of r, so the reduced argument is a double-double)."""
+    """n = x / ln2 rounded to an integer, as a float and as an i32 ``ni``, and r + r_lo =
+    x - n*ln2 (Cody-Waite with FMA, |r| <= ln2/2; r_lo is the rounding error of r, so
+    the reduced argument is a double-double). float32 rounds with round_scaled_f32
+    (one instruction less than rint and a conversion; a NaN x flows through r)."""
     hi, lo = C.LN2[m.dtype.name]
-    n = m.rint(m.mul(x, m.c(C.LOG2E)))
+    if m.wide:
+        n = m.rint(m.mul(x, m.c(C.LOG2E)))
+        ni = m.to_i32(n)
+    else:
+        n, ni = round_scaled_f32(m, x, float.fromhex(C.LOG2E))
     nn = m.neg(n)
     r1 = m.fma(nn, m.c(hi), x)       # exact
     r = m.fma(nn, m.c(lo), r1)
-    return n, r, m.fma(nn, m.c(lo), m.sub(r1, r))
+    return n, ni, r, m.fma(nn, m.c(lo), m.sub(r1, r))
 
 
 def exp_kernel(m: Fp, x, x_lo=None, *, coeffs=None):
@@ -33,14 +52,13 @@ def exp_kernel(m: Fp, x, x_lo=None, *, coeffs=None):
 def exp_kernel_dd(m: Fp, x, x_lo=None, *, want_lo=True, coeffs=None):
     """exp_kernel as (hi, lo): lo is the rounding error of the final 2^n1 * (1 + q),
     for callers that divide by or add to e^x (lo is meaningful for normal results)."""
-    n, r, r_lo = exp_reduce(m, x)
+    _, ni, r, r_lo = exp_reduce(m, x)
     if x_lo is not None:                     # renormalize r + (r_lo + x_lo)
         r, err = m.two_sum(r, x_lo)
         r_lo = m.add(r_lo, err)
     # q = e^(r + r_lo) - 1 = r + (r^2 P(r) + r_lo)
     p = m.poly(r, coeffs or C.EXP[m.dtype.name])
     q = m.add(r, m.fma(m.mul(r, r), p, r_lo))
-    ni = m.to_i32(n)
     n1 = m.b.ashr(ni, ir.Constant(ni.type, 1))
     s1, s2 = m.pow2(n1), m.pow2(m.b.sub(ni, n1))
     e1 = m.fma(s1, q, s1)                                    # one rounding of 1 + q

@@ -37,6 +37,7 @@ class Fp:
         self.mant = 52 if self.wide else 23          # explicit significand bits
         self.bias = 1023 if self.wide else 127
         self.tiny = float(np.finfo(self.dtype).tiny)  # smallest normal
+        self._sign_bit = -(1 << (63 if self.wide else 31))
 
     # ---- constants and intrinsics ------------------------------------------
     def c(self, v) -> ir.Constant:
@@ -72,6 +73,16 @@ class Fp:
     def clamp(self, x, lo, hi):
         """min(max(x, lo), hi); NaN becomes ``lo`` (callers restore NaN at the end)."""
         return self._intr("llvm.minnum", self._intr("llvm.maxnum", x, self.c(lo)), self.c(hi))
+
+    def clamp_keep_nan(self, x, lo=None, hi=None):
+        """x limited to [lo, hi] (either bound may be None), NaN kept: a NaN argument then
+        flows through the float math to the result with no select at the end. Each bound
+        is one compare-and-select, which x86 emits as a single minps/maxps."""
+        if lo is not None:
+            x = self.sel(self.cmp("<", x, self.c(lo)), self.c(lo), x)
+        if hi is not None:
+            x = self.sel(self.cmp(">", x, self.c(hi)), self.c(hi), x)
+        return x
 
     # ---- arithmetic shorthands ---------------------------------------------
     def add(self, a, b):
@@ -112,6 +123,16 @@ class Fp:
 
     def signbit(self, x):
         return self.b.icmp_signed("<", self.bits(x), self.ci(0))
+
+    def neg_abs(self, x):
+        """-|x| (one bitwise or; NaN stays NaN)."""
+        return self.from_bits(self.b.or_(self.bits(x), self.ci(self._sign_bit)))
+
+    def with_sign_of(self, mag, x):
+        """``mag`` with the sign bit of ``x`` or-ed in: copysign for a ``mag`` whose sign
+        bit is clear (+0 included), in two bitwise operations instead of three."""
+        sign = self.b.and_(self.bits(x), self.ci(self._sign_bit))
+        return self.from_bits(self.b.or_(self.bits(mag), sign))
 
     # ---- bit-level views ----------------------------------------------------
     def bits(self, x):

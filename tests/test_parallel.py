@@ -83,11 +83,16 @@ def test_gradient_with_full_reduction_is_split_and_correct():
     ref = sg.function([x], [loss, gx], mode="reference")
     a = np.random.default_rng(3).standard_normal(300_001).astype(np.float32)
     want = ref(a)
+    one = None
     for n in (1, 2, 4):
         threads.set_num_threads(n)
         got = f(a)
         np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
-        np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+        # elementwise: every split gives the one-thread bits. Against numpy the gradient
+        # carries float32 tanh's few ULPs, amplified where 3 t (1 - t^2) - e s^2 cancels
+        one = got[1] if one is None else one
+        np.testing.assert_array_equal(got[1], one)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=3e-6)
 
 
 @needs_libgomp

@@ -12,7 +12,7 @@ from symgraph.ops.linalg import MatMul
 from symgraph.ops.nn import LogSoftmax, Softmax
 from symgraph.ops.shape import BroadcastTo, Reshape, Transpose
 
-from .test_rewrite_util import check_rule, count, constants
+from .test_rewrite_util import assert_same, check_rule, count, constants
 
 rng = np.random.default_rng(0)
 F = rng.standard_normal((3, 4)).astype(np.float32)
@@ -62,6 +62,14 @@ CASES = [
     ("remove_idempotent_self", lambda x: sg.maximum(x, x) * 2.0, [F], none_of(E.Maximum), None),
     ("combine_constants", lambda x: (x * 2.0) * 3.0, [F],
      lambda f: count(f, E.Multiply) == 1, None),
+    ("move_negation_out_of_product", lambda x, y: (1.0 + x * (-y)) - (-x) / y, [F, P],
+     none_of(E.Negative), None),
+    ("move_constant_out_of_product", lambda x, y: (x * 2.0) * y * 1.5, [F, G],
+     lambda f: count(f, E.Multiply) == 2 and 3.0 in [float(c) for c in constants(f)], None),
+    ("factor_common_multiplicand", lambda x, y, z: (x * y - x * z) * (y * z + z * x), [F, G, P],
+     lambda f: count(f, E.Multiply) == 3, None),
+    ("simplify_product_with_complement", lambda x, y: (x * (1.0 - y) - x) + (x - x * (1.0 - y)),
+     [F, G], lambda f: count(f, E.Subtract) == 1 and count(f, E.Multiply) == 1, None),
     ("simplify_exp_of_log", lambda x: sg.exp(sg.log(x)), [F], none_of(E.Exp, E.Log), None),
     ("simplify_log_of_exp", lambda x: sg.log(sg.exp(x)) * 2.0, [F], none_of(E.Exp, E.Log), None),
     ("remove_cast_to_same_dtype", lambda x: sg.cast(x, "float32") * 2.0, [F],
@@ -188,3 +196,47 @@ def test_exp_of_log_keeps_the_domain():
     from .test_rewrite_util import compile_pair
     plain, opt = compile_pair(lambda t: sg.exp(sg.log(t)), [x])
     np.testing.assert_array_equal(opt(x), plain(x))
+
+
+PRODUCT_RULES = ["move_negation_out_of_product", "move_constant_out_of_product",
+                 "factor_common_multiplicand", "simplify_product_with_complement"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((3, 4), (4,)), ((1, 4), (3, 1)),
+                                    ((0, 4), (4,)), ((1,), (1,))])
+def test_product_rules_keep_values_with_broadcasting(dtype, shapes):
+    """The product rules on broadcast operands of both float dtypes, native vs unrewritten
+    reference: a * b - a * c, x * (1 - y) - x, (c * x) * y, x * (-y)."""
+    def build(x, y):
+        return (x * y - x * sg.exp(y) + (x * (1.0 - y) - x) * 2.0
+                + (sg.tanh(x) * 2.0) * y * 1.5 + x * (-y))
+    arrays = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    with sg.Graph():
+        xs = [sg.placeholder(shape=a.shape, dtype=dtype, name=f"x{i}") for i, a in enumerate(arrays)]
+        out = build(*xs)
+        plain = sg.function(xs, out, rewrites=False, mode="reference")
+        opt = sg.function(xs, out, rewrites={"verify": True})
+    fired = opt.rewrite_report.fired
+    assert all(fired[r] > 0 for r in PRODUCT_RULES), {r: fired[r] for r in PRODUCT_RULES}
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    assert_same(plain(*arrays), opt(*arrays), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradient_of_exp_neg_times_sigmoid_becomes_minus_product_of_squares(dtype):
+    """d/dx [e^-x sigmoid(x)] = e^-x s (1 - s) - e^-x s is rewritten to -(e^-x s^2): one
+    product and no cancellation, so it matches the closed form where the unrewritten
+    graph loses every digit (x << 0)."""
+    x = np.concatenate([rng.standard_normal(1000) * 4, [-30.0, -15.0, 0.0, 15.0, 30.0]])
+    x = x.astype(dtype)
+    with sg.Graph():
+        xp = sg.placeholder(shape=(None,), dtype=dtype, name="x")
+        (gx,) = sg.grad(sg.sum(sg.exp(-xp) * sg.sigmoid(xp)), [xp])
+        f = sg.function([xp], gx, rewrites={"verify": True})
+    fired = f.rewrite_report.fired
+    assert fired["factor_common_multiplicand"] and fired["simplify_product_with_complement"]
+    xl = x.astype(np.longdouble)
+    s = 1 / (1 + np.exp(-xl))
+    want = -np.exp(-xl) * s * s
+    np.testing.assert_allclose(f(x), want.astype(dtype), rtol=2e-6 if dtype == np.float32 else 1e-14)

@@ -122,6 +122,23 @@ def test_trig_beyond_accurate_range_stays_finite_in_unit_interval(fname, dtype):
     assert np.isfinite(got).all() and (np.abs(got) <= 1).all()
 
 
+@pytest.mark.parametrize("fname", ["exp", "tanh", "sigmoid"])
+def test_float32_sweep_over_all_bit_patterns(fname):
+    """Every 257th float32 bit pattern (16.7 million arguments: both signs, subnormals,
+    inf and NaN): within the bound, and tanh odd (bit for bit) and in [-1, 1], sigmoid
+    in [0, 1]. These three have float32 forms of their own (tanh without a
+    branch, sigmoid shared with e^-x), checked exhaustively when they changed."""
+    x = np.arange(0, 1 << 32, 257, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    got = _assert_within_bound(fname, np.float32, x)
+    finite = ~np.isnan(x)
+    if fname == "tanh":
+        assert (np.abs(got[finite]) <= 1).all()
+        neg = kernel("tanh", np.float32)(-x)
+        np.testing.assert_array_equal(neg.view(np.uint32)[finite], (-got).view(np.uint32)[finite])
+    if fname == "sigmoid":
+        assert ((got[finite] >= 0) & (got[finite] <= 1)).all()
+
+
 # ---- special values ----------------------------------------------------------------
 
 def _specials(dtype):
