@@ -68,24 +68,51 @@ def call_kernel(ctx, fn, ptrs, extents, *, splittable: bool, reduced=None, cost:
     threads when ``splittable`` and the work is large. ``reduced`` maps the index (in
     ``ptrs``) of each output reduced along the outermost axis to (kind, dtype, element
     count as a Dim); those get per-thread partials, and only as many threads as their
-    partials fit in PARTIAL_BYTES. ``cost``: work units per element."""
+    partials fit in PARTIAL_BYTES. ``cost``: work units per element.
+
+    The choice and the fork/join live in a dispatcher function of their own (one per
+    kernel), so the entry holds one call per kernel either way: inlined dispatchers
+    made the entry of an MLP step three times longer, and LLVM's time with it."""
     b = ctx.builder
     reduced = reduced or {}
     dims = [ctx.dim(e) for e in extents]
     if not extents:
         b.call(fn, list(ptrs) + [i64(0), i64(1)])
         return
-    serial_args = list(ptrs) + [i64(0), dims[0]] + dims
     static_total = D.product(extents)
     min_total = -(-PARALLEL_MIN_WORK // max(cost, 1))
     if not splittable or not available() or (
             type(static_total) is int and static_total < min_total) or (
             type(extents[0]) is int and extents[0] < 2):
-        b.call(fn, serial_args)
+        b.call(fn, list(ptrs) + [i64(0), dims[0]] + dims)
         return
-    total = ctx.dim(static_total)
+    counts = [ctx.dim(n) for _, _, n in reduced.values()]
+    dispatch = _dispatcher(ctx, fn, len(ptrs), len(dims), reduced, min_total)
+    b.call(dispatch, list(ptrs) + [ctx.dim(static_total)] + counts + dims)
+
+
+def _dispatcher(ctx, kernel, n_ptrs, n_dims, reduced, min_total):
+    """``void par.run(ptrs.., i64 total, i64 counts.., i64 extents..)``: the kernel on
+    one thread, or split when the work reaches ``min_total`` elements and threads are
+    allowed."""
+    key = ("dispatch", kernel.name, min_total,
+           tuple((k, np.dtype(dt).str, kind) for k, (kind, dt, _) in reduced.items()))
+    cached = ctx.kernel_cache.get(key)
+    if cached is not None:
+        return cached
+    n_counts = len(reduced)
+    fnty = ir.FunctionType(VOID, [PTR] * n_ptrs + [I64] * (1 + n_counts + n_dims))
+    fn = ir.Function(ctx.module, fnty, name=ctx.name("par.run"))
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    for k in range(n_ptrs):
+        fn.args[k].add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    ptrs = list(fn.args[:n_ptrs])
+    total = fn.args[n_ptrs]
+    counts = dict(zip(reduced, fn.args[n_ptrs + 1:n_ptrs + 1 + n_counts]))
+    dims = list(fn.args[n_ptrs + 1 + n_counts:])
     threads = b.zext(b.load(_threads_word(ctx), name="threads"), I64)
-    counts = {k: ctx.dim(n) for k, (_, _, n) in reduced.items()}
     if reduced:   # as many threads as partials fit in PARTIAL_BYTES (at least one)
         per_thread = i64(0)
         for k, (_, dt, _) in reduced.items():
@@ -100,15 +127,17 @@ def call_kernel(ctx, fn, ptrs, extents, *, splittable: bool, reduced=None, cost:
                         b.icmp_unsigned(">", threads, i64(1))))
     with b.if_else(big) as (then, otherwise):
         with then:
-            _parallel_call(ctx, fn, ptrs, dims, reduced, counts, threads)
+            _parallel_call(ctx, b, kernel, ptrs, dims, reduced, counts, threads)
         with otherwise:
-            b.call(fn, serial_args)
+            b.call(kernel, ptrs + [i64(0), dims[0]] + dims)
+    b.ret_void()
+    ctx.kernel_cache[key] = fn
+    return fn
 
 
-def _parallel_call(ctx, fn, ptrs, dims, reduced, counts, threads):
-    b = ctx.builder
-    saved = b.call(_intrinsic(ctx, "llvm.stacksave.p0", PTR, []), [])
-    # per-thread partials of each reduced output, one copy per thread asked for
+def _parallel_call(ctx, b, fn, ptrs, dims, reduced, counts, threads):
+    # per-thread partials of each reduced output, one copy per thread asked for (a
+    # dynamic alloca: the dispatcher's frame goes when it returns)
     partials = {}
     for k, (kind, dt, _) in reduced.items():
         size = b.mul(threads, b.mul(counts[k], i64(np.dtype(dt).itemsize)))
@@ -128,24 +157,24 @@ def _parallel_call(ctx, fn, ptrs, dims, reduced, counts, threads):
     if reduced:
         team = b.ptrtoint(b.load(team_slot), I64)     # the threads that actually ran
         for k, (kind, dt, _) in reduced.items():
-            _combine_partials(ctx, kind, dt, counts[k], partials[k], ptrs[k], team)
-    b.call(_intrinsic(ctx, "llvm.stackrestore.p0", VOID, [PTR]), [saved])
+            _combine_partials(b, kind, dt, counts[k], partials[k], ptrs[k], team)
 
 
-def _intrinsic(ctx, name, ret, args):
-    fn = ctx.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(ctx.module, ir.FunctionType(ret, args), name=name)
-    return fn
+def _scalar_loop(module):
+    from .window_loops import _LoopID
+    return _LoopID(module, [
+        module.add_metadata([ir.MetaDataString(module, "llvm.loop.vectorize.enable"),
+                             ir.Constant(ir.IntType(1), 0)]),
+        module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])])
 
 
-def _combine_partials(ctx, kind, dt, n, partial, out, team):
-    """out[j] = partial[0][j] (+) partial[1][j] (+) ... in thread order."""
+def _combine_partials(b, kind, dt, n, partial, out, team):
+    """out[j] = partial[0][j] (+) partial[1][j] (+) ... in thread order. A short loop,
+    kept scalar (vectorizing it cost compile time for nothing)."""
     from .kernels import _combine
-    b = ctx.builder
     part = typed_ptr(b, partial, dt)
     dst = typed_ptr(b, out, dt)
-    with for_range(b, n, name="par.j") as j:
+    with for_range(b, n, name="par.j", loop_metadata=_scalar_loop(b.module)) as j:
         first = load(b, part, j, dt)
         pre = b.block
         cond = b.append_basic_block("par.t.cond")
@@ -162,7 +191,7 @@ def _combine_partials(ctx, kind, dt, n, partial, out, team):
         nxt = _combine(b, kind, acc, load(b, part, b.add(b.mul(t, n), j), dt), dt)
         t.add_incoming(b.add(t, i64(1)), body)
         acc.add_incoming(nxt, body)
-        b.branch(cond)
+        b.branch(cond).set_metadata("llvm.loop", _scalar_loop(b.module))
         b.position_at_end(end)
         store(b, acc, dst, j, dt)
 
