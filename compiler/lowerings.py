@@ -19,7 +19,7 @@ from .fused import Fused
 from .irutil import (call_intrinsic, I1, I64, PTR, VOID, for_range, i64, load, store, typed_ptr,
                      storage_type, value_type, product)
 from .horizontal import as_fused
-from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OPS
+from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OPS, loop_hints
 from .lower_scalar import constant, convert
 from . import vecmath
 from .parallel import call_kernel, MATH_COST
@@ -32,6 +32,7 @@ def new_kernel(ctx, prefix, n_ptrs, n_dims, ptr_names=None):
     fnty = ir.FunctionType(VOID, [PTR] * n_ptrs + [I64] * n_dims)
     fn = ir.Function(ctx.module, fnty, name=ctx.name(prefix))
     fn.linkage = "internal"
+    fn.attributes.add("noinline")   # as emit_group's kernels: one copy, not one per call
     for k in range(n_ptrs):
         fn.args[k].add_attribute("noalias")
         if ptr_names:
@@ -207,15 +208,22 @@ def lower_softmax(ctx, nid):
                 b, b.fsub(load(b, src, at(i), dt), m), dt), "sum", dt)
             if log:
                 lse = b.fadd(vecmath.log(b, s, dt), m)
-                with for_range(b, n, name="w") as i:
+                with for_range(b, n, name="w", loop_metadata=_lean(b)) as i:
                     store(b, b.fsub(load(b, src, at(i), dt), lse), out, at(i), dt)
             else:
                 inv = b.fdiv(constant(dt, 1.0), s)
-                with for_range(b, n, name="w") as i:
+                with for_range(b, n, name="w", loop_metadata=_lean(b)) as i:
                     e = vecmath.exp(b, b.fsub(load(b, src, at(i), dt), m), dt)
                     store(b, b.fmul(e, inv), out, at(i), dt)
     b.ret_void()
     _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], _split(ctx.type(x).shape, op.axis))
+
+
+def _lean(b):
+    """Loop metadata: vectorize, but neither unroll nor interleave. The softmax of a
+    classifier runs along rows of ten: copies of its exp and log bodies only cost
+    compile time (its kernel had 1,700 optimized lines, an MLP step's largest)."""
+    return loop_hints(b.module, interleave=1)
 
 
 def _reduce_loop(b, n, value_at, kind, dt):
@@ -236,7 +244,7 @@ def _reduce_loop(b, n, value_at, kind, dt):
     new = _combine(b, kind, acc, value_at(i), dt)
     i.add_incoming(b.add(i, i64(1)), b.block)
     acc.add_incoming(new, b.block)
-    b.branch(cond)
+    b.branch(cond).set_metadata("llvm.loop", _lean(b))
     b.position_at_end(end)
     return acc
 
