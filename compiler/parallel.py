@@ -70,9 +70,11 @@ def call_kernel(ctx, fn, ptrs, extents, *, splittable: bool, reduced=None, cost:
     count as a Dim); those get per-thread partials, and only as many threads as their
     partials fit in PARTIAL_BYTES. ``cost``: work units per element.
 
-    The choice and the fork/join live in a dispatcher function of their own (one per
-    kernel), so the entry holds one call per kernel either way: inlined dispatchers
-    made the entry of an MLP step three times longer, and LLVM's time with it."""
+    The choice and the fork/join live in a dispatcher function, one per kernel
+    signature (the kernel comes as a pointer), so the entry holds one call per kernel
+    and a module few extra functions: inlined dispatchers made the entry of an MLP step
+    three times longer, and one dispatcher per kernel doubled LLVM's time on large
+    graphs."""
     b = ctx.builder
     reduced = reduced or {}
     dims = [ctx.dim(e) for e in extents]
@@ -87,31 +89,33 @@ def call_kernel(ctx, fn, ptrs, extents, *, splittable: bool, reduced=None, cost:
         b.call(fn, list(ptrs) + [i64(0), dims[0]] + dims)
         return
     counts = [ctx.dim(n) for _, _, n in reduced.values()]
-    dispatch = _dispatcher(ctx, fn, len(ptrs), len(dims), reduced, min_total)
-    b.call(dispatch, list(ptrs) + [ctx.dim(static_total)] + counts + dims)
+    dispatch = _dispatcher(ctx, fn.function_type, len(ptrs), len(dims), reduced)
+    b.call(dispatch, [b.bitcast(fn, PTR), i64(min_total)] + list(ptrs)
+           + [ctx.dim(static_total)] + counts + dims)
 
 
-def _dispatcher(ctx, kernel, n_ptrs, n_dims, reduced, min_total):
-    """``void par.run(ptrs.., i64 total, i64 counts.., i64 extents..)``: the kernel on
-    one thread, or split when the work reaches ``min_total`` elements and threads are
-    allowed."""
-    key = ("dispatch", kernel.name, min_total,
+def _dispatcher(ctx, kernel_type, n_ptrs, n_dims, reduced):
+    """``void par.run(ptr kernel, i64 min_total, ptrs.., i64 total, i64 counts..,
+    i64 extents..)``: the kernel on one thread, or split when the work reaches
+    ``min_total`` elements and threads are allowed."""
+    key = ("dispatch", n_ptrs, n_dims,
            tuple((k, np.dtype(dt).str, kind) for k, (kind, dt, _) in reduced.items()))
     cached = ctx.kernel_cache.get(key)
     if cached is not None:
         return cached
     n_counts = len(reduced)
-    fnty = ir.FunctionType(VOID, [PTR] * n_ptrs + [I64] * (1 + n_counts + n_dims))
+    fnty = ir.FunctionType(VOID, [PTR, I64] + [PTR] * n_ptrs + [I64] * (1 + n_counts + n_dims))
     fn = ir.Function(ctx.module, fnty, name=ctx.name("par.run"))
     fn.linkage = "internal"
     fn.attributes.add("noinline")
-    for k in range(n_ptrs):
-        fn.args[k].add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    ptrs = list(fn.args[:n_ptrs])
-    total = fn.args[n_ptrs]
-    counts = dict(zip(reduced, fn.args[n_ptrs + 1:n_ptrs + 1 + n_counts]))
-    dims = list(fn.args[n_ptrs + 1 + n_counts:])
+    kernel = b.bitcast(fn.args[0], kernel_type.as_pointer())
+    min_total = fn.args[1]
+    args = list(fn.args[2:])
+    ptrs = args[:n_ptrs]
+    total = args[n_ptrs]
+    counts = dict(zip(reduced, args[n_ptrs + 1:n_ptrs + 1 + n_counts]))
+    dims = args[n_ptrs + 1 + n_counts:]
     threads = b.zext(b.load(_threads_word(ctx), name="threads"), I64)
     if reduced:   # as many threads as partials fit in PARTIAL_BYTES (at least one)
         per_thread = i64(0)
@@ -122,12 +126,13 @@ def _dispatcher(ctx, kernel, n_ptrs, n_dims, reduced, min_total):
         threads = b.select(b.icmp_unsigned("<", fit, threads), fit, threads)
     threads = b.select(b.icmp_unsigned(">", threads, i64(MAX_THREADS)), i64(MAX_THREADS),
                        threads)
-    big = b.and_(b.icmp_signed(">=", total, i64(min_total)),
+    big = b.and_(b.icmp_signed(">=", total, min_total),
                  b.and_(b.icmp_signed(">", dims[0], i64(1)),
                         b.icmp_unsigned(">", threads, i64(1))))
     with b.if_else(big) as (then, otherwise):
         with then:
-            _parallel_call(ctx, b, kernel, ptrs, dims, reduced, counts, threads)
+            _parallel_call(ctx, b, fn.args[0], kernel_type, ptrs, dims, reduced, counts,
+                           threads)
         with otherwise:
             b.call(kernel, ptrs + [i64(0), dims[0]] + dims)
     b.ret_void()
@@ -135,7 +140,7 @@ def _dispatcher(ctx, kernel, n_ptrs, n_dims, reduced, min_total):
     return fn
 
 
-def _parallel_call(ctx, b, fn, ptrs, dims, reduced, counts, threads):
+def _parallel_call(ctx, b, kernel_ptr, kernel_type, ptrs, dims, reduced, counts, threads):
     # per-thread partials of each reduced output, one copy per thread asked for (a
     # dynamic alloca: the dispatcher's frame goes when it returns)
     partials = {}
@@ -143,14 +148,14 @@ def _parallel_call(ctx, b, fn, ptrs, dims, reduced, counts, threads):
         size = b.mul(threads, b.mul(counts[k], i64(np.dtype(dt).itemsize)))
         partials[k] = b.alloca(ir.IntType(8), size=size, name=f"par.partial{k}")
         partials[k].align = 64
-    slots = [b.bitcast(partials.get(k, p), PTR) for k, p in enumerate(ptrs)]
+    slots = [kernel_ptr] + [b.bitcast(partials.get(k, p), PTR) for k, p in enumerate(ptrs)]
     slots += [b.inttoptr(d, PTR) for d in dims]
     slots += [b.inttoptr(counts[k], PTR) for k in reduced]
     data = b.alloca(ir.ArrayType(PTR, len(slots) + 1), name="par.data")
     for k, v in enumerate(slots):
         b.store(v, b.gep(data, [i64(0), i64(k)], inbounds=True))
     team_slot = b.gep(data, [i64(0), i64(len(slots))], inbounds=True)
-    worker = _worker(ctx, fn, len(ptrs), len(dims), reduced)
+    worker = _worker(ctx, kernel_type, len(ptrs), len(dims), reduced)
     gomp = _decl(ctx, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
     b.call(gomp, [b.bitcast(worker, PTR), b.bitcast(data, PTR), b.trunc(threads, I32),
                   ir.Constant(I32, 0)])
@@ -196,11 +201,11 @@ def _combine_partials(b, kind, dt, n, partial, out, team):
         store(b, acc, dst, j, dt)
 
 
-def _worker(ctx, kernel, n_ptrs, n_extents, reduced):
+def _worker(ctx, kernel_type, n_ptrs, n_extents, reduced):
     """``void worker(ptr data)``: this thread's chunk of the outermost axis. With
     reduced outputs every thread runs the kernel (an empty chunk still fills its
     partial with the identity) and thread 0 records how many threads ran."""
-    key = ("worker", kernel.name,
+    key = ("worker", n_ptrs, n_extents,
            tuple((k, np.dtype(dt).str) for k, (_, dt, _) in reduced.items()))
     cached = ctx.kernel_cache.get(key)
     if cached is not None:
@@ -209,8 +214,10 @@ def _worker(ctx, kernel, n_ptrs, n_extents, reduced):
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     slots = b.bitcast(fn.args[0], PTR.as_pointer())
-    n_slots = n_ptrs + n_extents + len(reduced)
+    n_slots = 1 + n_ptrs + n_extents + len(reduced)
     vals = [b.load(b.gep(slots, [i64(k)], inbounds=True)) for k in range(n_slots)]
+    kernel = b.bitcast(vals[0], kernel_type.as_pointer())
+    vals = vals[1:]
     ptrs = vals[:n_ptrs]
     dims = [b.ptrtoint(v, I64) for v in vals[n_ptrs:n_ptrs + n_extents]]
     counts = [b.ptrtoint(v, I64) for v in vals[n_ptrs + n_extents:]]
