@@ -84,6 +84,31 @@ def for_range(builder, count, name="i", start=None, loop_metadata=None):
     builder.position_at_end(end)
 
 
+def fold_range(builder, start, stop, init, step, name="f", loop_metadata=None):
+    """``acc = init; for i in range(start, stop): acc = step(acc, i)`` with the
+    accumulator in a register (a phi); returns the final ``acc``."""
+    pre = builder.block
+    cond = builder.append_basic_block(f"{name}.cond")
+    body = builder.append_basic_block(f"{name}.body")
+    end = builder.append_basic_block(f"{name}.end")
+    builder.branch(cond)
+    builder.position_at_end(cond)
+    i = builder.phi(I64, name=f"{name}.i")
+    acc = builder.phi(init.type, name=f"{name}.acc")
+    i.add_incoming(start, pre)
+    acc.add_incoming(init, pre)
+    builder.cbranch(builder.icmp_signed("<", i, stop), body, end)
+    builder.position_at_end(body)
+    nxt = step(acc, i)
+    i.add_incoming(builder.add(i, i64(1)), builder.block)
+    acc.add_incoming(nxt, builder.block)
+    back = builder.branch(cond)
+    if loop_metadata is not None:
+        back.set_metadata("llvm.loop", loop_metadata)
+    builder.position_at_end(end)
+    return acc
+
+
 @contextmanager
 def if_then(builder, pred, name="if"):
     then = builder.append_basic_block(f"{name}.then")

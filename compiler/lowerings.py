@@ -16,8 +16,8 @@ from symgraph.ops import nn as NN
 from symgraph.ops.leaves import DimValue
 from .codegen import lowers, VIEW_OPS
 from .fused import Fused
-from .irutil import (call_intrinsic, I1, I64, PTR, VOID, for_range, i64, load, store, typed_ptr,
-                     storage_type, value_type, product)
+from .irutil import (call_intrinsic, I1, I64, PTR, VOID, fold_range, for_range, i64, load,
+                     store, typed_ptr, storage_type, value_type, product)
 from .horizontal import as_fused
 from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OPS, loop_hints
 from .lower_scalar import constant, convert
@@ -228,25 +228,9 @@ def _lean(b):
 
 def _reduce_loop(b, n, value_at, kind, dt):
     """Fold ``value_at(i)`` for i < n with a register accumulator (phi)."""
-    pre = b.block
-    init = identity(kind, dt)
-    cond = b.append_basic_block("r.cond")
-    body = b.append_basic_block("r.body")
-    end = b.append_basic_block("r.end")
-    b.branch(cond)
-    b.position_at_end(cond)
-    i = b.phi(I64, name="ri")
-    acc = b.phi(value_type(dt), name="racc")
-    i.add_incoming(i64(0), pre)
-    acc.add_incoming(init, pre)
-    b.cbranch(b.icmp_signed("<", i, n), body, end)
-    b.position_at_end(body)
-    new = _combine(b, kind, acc, value_at(i), dt)
-    i.add_incoming(b.add(i, i64(1)), b.block)
-    acc.add_incoming(new, b.block)
-    b.branch(cond).set_metadata("llvm.loop", _lean(b))
-    b.position_at_end(end)
-    return acc
+    return fold_range(b, i64(0), n, identity(kind, dt),
+                      lambda acc, i: _combine(b, kind, acc, value_at(i), dt),
+                      name="r", loop_metadata=_lean(b))
 
 
 # -- argmax / argmin ------------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph import dims as D
-from .irutil import I32, I64, PTR, VOID, i64, for_range, load, store, typed_ptr
+from .irutil import I32, I64, PTR, VOID, i64, fold_range, for_range, load, store, typed_ptr
 
 # Work units (one cheap operation on one element: about 0.1 ns vectorized) below which
 # a kernel runs on the calling thread. A fork and join with sleeping threads costs about
@@ -36,7 +36,6 @@ MATH_COST = 16
 PARTIAL_BYTES = 1 << 16
 MAX_THREADS = 64
 THREADS_SYMBOL = "sg_threads"
-GOMP_SYMBOLS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
 
 
 def available() -> bool:
@@ -180,24 +179,10 @@ def _combine_partials(b, kind, dt, n, partial, out, team):
     part = typed_ptr(b, partial, dt)
     dst = typed_ptr(b, out, dt)
     with for_range(b, n, name="par.j", loop_metadata=_scalar_loop(b.module)) as j:
-        first = load(b, part, j, dt)
-        pre = b.block
-        cond = b.append_basic_block("par.t.cond")
-        body = b.append_basic_block("par.t.body")
-        end = b.append_basic_block("par.t.end")
-        b.branch(cond)
-        b.position_at_end(cond)
-        t = b.phi(I64, name="par.t")
-        acc = b.phi(first.type, name="par.acc")
-        t.add_incoming(i64(1), pre)
-        acc.add_incoming(first, pre)
-        b.cbranch(b.icmp_signed("<", t, team), body, end)
-        b.position_at_end(body)
-        nxt = _combine(b, kind, acc, load(b, part, b.add(b.mul(t, n), j), dt), dt)
-        t.add_incoming(b.add(t, i64(1)), body)
-        acc.add_incoming(nxt, body)
-        b.branch(cond).set_metadata("llvm.loop", _scalar_loop(b.module))
-        b.position_at_end(end)
+        acc = fold_range(b, i64(1), team, load(b, part, j, dt),
+                         lambda acc, t: _combine(b, kind, acc,
+                                                 load(b, part, b.add(b.mul(t, n), j), dt), dt),
+                         name="par.t", loop_metadata=_scalar_loop(b.module))
         store(b, acc, dst, j, dt)
 
 

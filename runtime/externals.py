@@ -58,10 +58,6 @@ def openblas() -> ctypes.CDLL:
 LIBGOMP = "libgomp.so.1"   # by soname: the loader finds it without a search subprocess
 
 
-def libgomp_name() -> str:
-    return LIBGOMP
-
-
 def libgomp_available() -> bool:
     try:
         libgomp()
@@ -74,7 +70,7 @@ def libgomp_available() -> bool:
 def libgomp():
     """GCC's OpenMP runtime, used by generated code to run loops on all cores."""
     from . import threads
-    name = libgomp_name()
+    name = LIBGOMP
     try:
         lib = _load_with_env(name, GOMP_ENV, GOMP_USER_ENV)
     except OSError as exc:
@@ -103,7 +99,7 @@ def link_arguments(names) -> list:
     if any(not _is_gomp(n) for n in names):
         out.append(openblas_path())
     if any(_is_gomp(n) for n in names):
-        out.append(f"-l:{libgomp_name()}")
+        out.append(f"-l:{LIBGOMP}")
     return out
 
 

@@ -177,18 +177,6 @@ def test_forked_child_runs_serially_instead_of_hanging(tmp_path):
     assert out.stdout.split() == ["0", "True"]
 
 
-def test_parallel_code_can_be_turned_off(tmp_path):
-    code = """
-        import symgraph as sg
-        x = sg.placeholder(shape=(None,), name="x")
-        f = sg.function([x], sg.sum(sg.tanh(x)))
-        print("GOMP_parallel" in f.llvm_ir)
-    """
-    out = _run(code, {"SYMGRAPH_CACHE_DIR": str(tmp_path), "SYMGRAPH_PARALLEL": "0"})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False"]
-
-
 @needs_libgomp
 def test_pool_threads_start_for_large_work_only(tmp_path):
     # libgomp starts its pool on the first split loop: the process gains n - 1 threads
