@@ -8,6 +8,12 @@ replaced node's source line, and deletes what became dead. Equal subexpressions 
 by hash-consing, so a rule that builds a node which already exists gets the existing one.
 Each node is revisited only when something it reads changed, which keeps a run
 near-linear in the size of the graph (no whole-graph rescans per firing).
+
+Rules read the graph through the Rewriter's accessors, which note the nodes whose
+inputs, consumers or root status they looked at. A rule that returned None without
+building anything would return None again while those nodes are unchanged, so a later
+round or phase skips it (``_tried``); ops and types never change under a node id, so
+reading them needs no note. The result is the graph trying every rule would give.
 """
 from __future__ import annotations
 
@@ -121,41 +127,54 @@ class Rewriter:
         self._created: list = []
         self._queue: deque = deque()
         self._queued: set = set()
+        self._nodes = self.g.nx._node   # networkx keeps these two dicts for the graph's life
+        self._succ = self.g.nx._succ
+        self._ver: dict = {}            # node -> tick of the last change a rule could see
+        self._tick = 0
+        self._reads: set = set()        # nodes read (inputs, consumers, root) since cleared
+        self._builds = 0                # make/constant calls: a rule that builds is retried
+        self._tried: dict = {}          # node -> (tick, nodes read, rules that gave None)
         self.roots: dict = {}
         for n in program.roots:
             self.roots[n] = self.roots.get(n, 0) + 1
 
     # -- reading -------------------------------------------------------------------------
+    # A node id's op and type never change; its inputs, consumers and root status do,
+    # so the accessors of those note the node (see _tried).
     def op(self, n):
-        return self.g.nx._node[n]["op"]
+        return self._nodes[n]["op"]
 
     def ins(self, n) -> tuple:
-        return self.g.nx._node[n]["inputs"]
+        self._reads.add(n)
+        return self._nodes[n]["inputs"]
 
     def type(self, n) -> TensorType:
-        return self.g.nx._node[n]["type"]
+        return self._nodes[n]["type"]
 
     def dtype(self, n) -> np.dtype:
-        return self.g.nx._node[n]["type"].dtype
+        return self._nodes[n]["type"].dtype
 
     def shape(self, n) -> tuple:
-        return self.g.nx._node[n]["type"].shape
+        return self._nodes[n]["type"].shape
 
     def consumers(self, n):
-        return self.g.nx._succ[n]
+        self._reads.add(n)
+        return self._succ[n]
 
     def is_root(self, n) -> bool:
+        self._reads.add(n)
         return n in self.roots
 
     def isa(self, n, *classes) -> bool:
-        return isinstance(self.g.nx._node[n]["op"], classes)
+        return isinstance(self._nodes[n]["op"], classes)
 
     def uniform(self, n):
         """The one value every element of ``n`` has when ``n`` is a constant (possibly
         broadcast, reshaped or transposed); else None."""
-        nodes = self.g.nx._node
+        nodes = self._nodes
         op = nodes[n]["op"]
         while isinstance(op, _VIEWS):
+            self._reads.add(n)
             n = nodes[n]["inputs"][0]
             op = nodes[n]["op"]
         if not isinstance(op, Constant):
@@ -176,6 +195,7 @@ class Rewriter:
     # -- building ------------------------------------------------------------------------
     def make(self, op, *ins, name=None) -> int:
         """The node ``op(*ins)``: an equal existing node, or a new one (type inferred)."""
+        self._builds += 1
         types = [self.type(i) for i in ins]
         t = op.infer(*types)
         key = self._key_for(op, ins, t)
@@ -184,6 +204,7 @@ class Rewriter:
             return hit
         req = tuple(p for p in op.requires(*types) if p[0] != p[1])
         nid = self.g.add_node(op, ins, t, name=name, source=self._site_source(), requires=req)
+        self._changed(ins)
         if key is not None:
             self.table[key] = nid
             self.key_of[nid] = key
@@ -192,6 +213,7 @@ class Rewriter:
         return nid
 
     def constant(self, value, dtype=None, *, weak=False) -> int:
+        self._builds += 1
         arr = np.asarray(value, dtype=dtype)
         op = Constant(value=ConstValue(arr))
         t = TensorType(arr.dtype, arr.shape, weak)
@@ -234,6 +256,13 @@ class Rewriter:
         return (op, tuple(ins), t.weak)
 
     # -- editing -------------------------------------------------------------------------
+    def _changed(self, nodes) -> None:
+        """What a rule could read of ``nodes`` changed: their _tried notes expire."""
+        t = self._tick = self._tick + 1
+        ver = self._ver
+        for m in nodes:
+            ver[m] = t
+
     def push(self, n) -> None:
         if n not in self._queued:
             self._queued.add(n)
@@ -256,11 +285,14 @@ class Rewriter:
             p.outputs = [r if o == n else o for o in p.outputs]
             p.updates = [(s, r if v == n else v) for s, v in p.updates]
             self.roots[r] = self.roots.get(r, 0) + self.roots.pop(n)
+            self._changed((n, r))
         self._kill(n, into=r)
         self.push(r)
 
     def _rewire(self, c, old, new) -> None:
-        self.g.set_inputs(c, tuple(new if i == old else i for i in self.ins(c)))
+        before = self._nodes[c]["inputs"]
+        self.g.set_inputs(c, tuple(new if i == old else i for i in before))
+        self._changed((c, new, *before))  # set_inputs re-adds every edge of c
         key = self.key_of.pop(c, None)
         if key is not None and self.table.get(key) == c:
             del self.table[key]
@@ -294,6 +326,7 @@ class Rewriter:
                 del self.table[key]
             ins = set(node["inputs"])
             self.g.nx.remove_node(m)
+            self._changed((m, *ins))
             if m != n:
                 self.report.fired[DEAD] += 1
             stack.extend(ins)
@@ -321,48 +354,82 @@ class Rewriter:
         for n in self.program.order():
             self.push(n)
         fired, limit = 0, 50 * len(self.g) + 10_000
-        while self._queue:
-            n = self._queue.popleft()
-            self._queued.discard(n)
-            if n not in self.g:
+        queue, queued, nodes, succ = self._queue, self._queued, self._nodes, self._succ
+        while queue:
+            n = queue.popleft()
+            queued.discard(n)
+            if n not in nodes:
                 continue
             if self._visit_merge(n):
                 fired += 1
                 continue
-            if not self.consumers(n) and n not in self.roots:
+            if not succ[n] and n not in self.roots:
                 self._kill(n, None)
                 continue
-            for rule in lookup(type(self.op(n))):
-                r = self._try(rule, n)
-                if r is not None:
-                    self.replace(n, r, rule.name)
-                    self.report.fired[rule.name] += 1
-                    fired += 1
-                    break
-            if fired > limit:
-                top = self.report.fired.most_common(3)
-                raise RewriteError(f"rewriting does not converge after {fired} firings; "
-                                   f"most frequent rules: {top}")
+            rule, r = self._first_match(n, lookup(type(nodes[n]["op"])))
+            if rule is not None:
+                self.replace(n, r, rule.name)
+                self.report.fired[rule.name] += 1
+                fired += 1
+                if fired > limit:
+                    top = self.report.fired.most_common(3)
+                    raise RewriteError(f"rewriting does not converge after {fired} firings; "
+                                       f"most frequent rules: {top}")
         return fired
 
+    def _first_match(self, n, rules):
+        """(the first of ``rules`` that rewrites ``n``, the replacement) or (None, None).
+        Rules noted in ``_tried[n]`` are skipped while nothing they read has changed."""
+        if not rules:
+            return None, None
+        note = self._tried.get(n)
+        seen, quiet = (), ()
+        if note is not None:
+            ver = self._ver
+            tick, seen, quiet = note
+            for m in seen:
+                if ver.get(m, 0) > tick:
+                    seen, quiet = (), ()
+                    break
+            else:
+                if quiet.issuperset(rules):
+                    return None, None
+        start = self._tick
+        self._reads = reads = set(seen)
+        still = set(quiet)
+        for rule in rules:
+            if rule in quiet:
+                continue
+            builds = self._builds
+            r, clean = self._try(rule, n)
+            if r is not None:
+                self._tried.pop(n, None)
+                return rule, r
+            if clean and builds == self._builds:
+                still.add(rule)
+        self._tried[n] = (start, reads, still)
+        return None, None
+
     def _try(self, rule, n):
+        """(replacement or None, whether the rule ran without raising)."""
         self._site = n
         created = self._created
         if created:
             created.clear()
+        clean = True
         try:
             r = rule.fn(self, n)
         except Exception as e:  # a bug in the rule: skip it rather than fail the compile
             if self.options.verify:
                 raise
             warnings.warn(f"rewrite {rule.name} failed on {format_node(self.g, n)} and was "
-                          f"skipped: {type(e).__name__}: {e}", RewriteWarning, stacklevel=2)
-            r = None
+                          f"skipped: {type(e).__name__}: {e}", RewriteWarning, stacklevel=3)
+            r, clean = None, False
         if r is None or r == n:
             for m in reversed(created):  # nodes built for nothing
                 self._kill(m, None)
-            return None
-        return r
+            return None, clean
+        return r, clean
 
     def sweep(self) -> None:
         """Delete every node the outputs, updates and inputs do not need."""
