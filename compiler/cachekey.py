@@ -132,6 +132,7 @@ def program_key(program, extra: str = ""):
     nodes = g.nx._node
     ops: dict = {}       # op -> its text; equal ops print alike (repr is slow)
     dtypes: dict = {}    # dtype -> its code (str(dtype) is slower still)
+    shapes: dict = {}    # shape -> its text (a symbolic dim prints slowly)
     lines = []
     for nid in order:
         node = nodes[nid]
@@ -148,8 +149,11 @@ def program_key(program, extra: str = ""):
         dt = dtypes.get(t.dtype)
         if dt is None:
             dt = dtypes[t.dtype] = t.dtype.str
+        shape = shapes.get(t.shape)
+        if shape is None:
+            shape = shapes[t.shape] = repr(t.shape)
         src = node["source"]
-        lines.append(f"{desc}|{dt}{t.shape!r}{t.weak}|{node['name']}|"
+        lines.append(f"{desc}|{dt}{shape}{t.weak}|{node['name']}|"
                      f"{[pos[i] for i in node['inputs']]}|{node.get('requires', ())}|"
                      f"{src and (src[0], src[1])}\n")
     h.update("".join(lines).encode())

@@ -325,7 +325,7 @@ class Rewriter:
             if key is not None and self.table.get(key) == m:
                 del self.table[key]
             ins = set(node["inputs"])
-            self.g.nx.remove_node(m)
+            self.g.remove_node(m)
             self._changed((m, *ins))
             if m != n:
                 self.report.fired[DEAD] += 1
@@ -334,8 +334,10 @@ class Rewriter:
     # -- running -------------------------------------------------------------------------
     def _visit_merge(self, n) -> bool:
         key = self.key_of.get(n)
-        if key is not None and self.table.get(key) == n:
-            return False  # already the representative (a rewire drops the key)
+        # Already the representative (a rewire drops the key). With merging on, a node
+        # keeps a key exactly while the table maps the key to it: no lookup needed.
+        if key is not None and (self.merge or self.table.get(key) == n):
+            return False
         key = self._key_for(self.op(n), self.ins(n), self.type(n))
         if key is None:
             return False
@@ -438,5 +440,5 @@ class Rewriter:
             key = self.key_of.pop(n, None)
             if key is not None and self.table.get(key) == n:
                 del self.table[key]
-            self.g.nx.remove_node(n)
+            self.g.remove_node(n)
             self.report.fired[DEAD] += 1
