@@ -58,9 +58,18 @@ class _View:
         self.index = {n: k for k, n in enumerate(order)}
         nodes = self.nodes
         self.elementwise = {n for n in order if isinstance(nodes[n]["op"], E.Elementwise)}
+        self._cost: dict = {}
 
     def shape(self, n):
         return self.nodes[n]["type"].shape
+
+    def cost(self, op) -> int:
+        """0 for a TRIVIAL op, 1 for another CHEAP one, 2 for any other (per op class)."""
+        got = self._cost.get(type(op))
+        if got is None:
+            got = self._cost[type(op)] = (0 if isinstance(op, TRIVIAL) else
+                                          1 if isinstance(op, CHEAP) else 2)
+        return got
 
 
 def _reduction_input(v, n):
@@ -118,24 +127,24 @@ def _grow(v, grp, start, group_of, dup_of):
     state = {i: (False, 0) for i in start}
     heap = [(-index[i], i) for i in state]
     heapq.heapify(heap)
-    push = heapq.heappush
-
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        _, c = heapq.heappop(heap)
+        c = pop(heap)[1]
         if c in group_of or c not in ew or c in roots:
             continue
         node = nodes[c]
         if node["type"].shape != space:
             continue
         below, cost = state[c]
-        op = node["op"]
-        cost += not isinstance(op, TRIVIAL)
-        if not below and all(group_of.get(d) is grp for d in succ[c]):
+        kind = v.cost(node["op"])
+        cost += kind > 0
+        users = succ[c]
+        if not below and all(group_of.get(d) is grp for d in users):
             members.add(c)
             group_of[c] = grp
             st = (False, 0)
-        elif isinstance(op, CHEAP) and cost <= DUP_DEPTH and len(dups) < DUP_BUDGET and all(
-                d in ew and nodes[d]["type"].shape == space for d in succ[c]):
+        elif kind < 2 and cost <= DUP_DEPTH and len(dups) < DUP_BUDGET and all(
+                d in ew and nodes[d]["type"].shape == space for d in users):
             dups.add(c)
             dup_of.setdefault(c, set()).add(grp)
             st = (True, cost)

@@ -293,9 +293,7 @@ class Rewriter:
         before = self._nodes[c]["inputs"]
         self.g.set_inputs(c, tuple(new if i == old else i for i in before))
         self._changed((c, new, *before))  # set_inputs re-adds every edge of c
-        key = self.key_of.pop(c, None)
-        if key is not None and self.table.get(key) == c:
-            del self.table[key]
+        self._forget(c)
         self.push(c)
 
     def _add_requires(self, r, pairs) -> None:
@@ -312,24 +310,30 @@ class Rewriter:
 
     def _kill(self, n, into) -> None:
         """Delete ``n`` and whatever only it used, unless still needed."""
+        nodes, succ, roots = self._nodes, self._succ, self.roots
         stack = [n]
         while stack:
             m = stack.pop()
-            if (m not in self.g or self.g.nx._succ[m] or m in self.roots
-                    or isinstance(self.op(m), (Placeholder, Shared))):
+            node = nodes.get(m)
+            if (node is None or succ[m] or m in roots
+                    or isinstance(node["op"], (Placeholder, Shared))):
                 continue
-            node = self.g.node(m)
-            if into is not None and m != into:
-                self._add_requires(into, node.get("requires", ()))
-            key = self.key_of.pop(m, None)
-            if key is not None and self.table.get(key) == m:
-                del self.table[key]
+            if into is not None and m != into and "requires" in node:
+                self._add_requires(into, node["requires"])
+            self._forget(m)
             ins = set(node["inputs"])
             self.g.remove_node(m)
             self._changed((m, *ins))
             if m != n:
                 self.report.fired[DEAD] += 1
             stack.extend(ins)
+
+    def _forget(self, m) -> None:
+        """Drop ``m``'s hash-consing entry (its inputs change or it dies)."""
+        key = self.key_of.pop(m, None)
+        # with merging on, the table maps a node's key to it (see _visit_merge)
+        if key is not None and (self.merge or self.table.get(key) == m):
+            del self.table[key]
 
     # -- running -------------------------------------------------------------------------
     def _visit_merge(self, n) -> bool:
@@ -437,8 +441,6 @@ class Rewriter:
         """Delete every node the outputs, updates and inputs do not need."""
         live = set(self.program.order()) | set(self.program.inputs)
         for n in [m for m in self.g.nx.nodes if m not in live]:
-            key = self.key_of.pop(n, None)
-            if key is not None and self.table.get(key) == n:
-                del self.table[key]
+            self._forget(n)
             self.g.remove_node(n)
             self.report.fired[DEAD] += 1
