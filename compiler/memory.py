@@ -111,6 +111,7 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
     keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
 
     slots, free, temps, inplace = [], [], {}, set()
+    sizes: dict = {}    # (shape, item size) -> slot size: dim arithmetic is slow, shapes repeat
     for step, stage in enumerate(stages):
         donors = set()
         for nid in stage:
@@ -123,7 +124,11 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
                     inplace.add(nid)
                     donors.add(donor)
                 else:
-                    size = _aligned(nbytes(g.type(nid)))
+                    t = g.type(nid)
+                    key = (t.shape, t.dtype.itemsize)
+                    size = sizes.get(key)
+                    if size is None:
+                        size = sizes[key] = _aligned(nbytes(t))
                     home[nid] = ("scratch", _take_slot(free, slots, size))
             tsize = temp_bytes(nid) if temp_bytes is not None else None
             if tsize is not None and not (type(tsize) is int and tsize == 0):
