@@ -1,25 +1,17 @@
-"""The rewrite framework: rules and the worklist driver that applies them.
+"""The rewrite driver: a worklist that applies rules (rule.py) to a Program's graph.
 
-A rule is a small function ``(rw, n) -> replacement id | None`` made a ``Rule`` by the
-``@rewrite(group, *op_classes)`` decorator; the pipeline (pipeline.py) says which groups
-run in which phase. The driver keeps a worklist over a Program's graph: replacing a node
+The pipeline (pipeline.py) says which rule groups run in which phase. Replacing a node
 rewires its consumers and the program's outputs, gives the nodes a rule created the
 replaced node's source line, and deletes what became dead. Equal subexpressions are merged
 by hash-consing, so a rule that builds a node which already exists gets the existing one.
 Each node is revisited only when something it reads changed, which keeps a run
-near-linear in the size of the graph (no whole-graph rescans per firing).
-
-Rules read the graph through the Rewriter's accessors, which note the nodes whose
-inputs, consumers or root status they looked at. A rule that returned None without
-building anything would return None again while those nodes are unchanged, so a later
-round or phase skips it (``_tried``); ops and types never change under a node id, so
-reading them needs no note. The result is the graph trying every rule would give.
+near-linear in the size of the graph (no whole-graph rescans per firing), and a rule
+that found nothing at a node is skipped there until what it read changes (misses.py).
 """
 from __future__ import annotations
 
 import warnings
 from collections import deque
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -30,7 +22,9 @@ from symgraph.ops.shape import BroadcastTo, Reshape, Transpose
 from symgraph.printing import format_node
 from symgraph.types import TensorType
 
+from .misses import Misses
 from .report import PhaseStats, RewriteReport  # noqa: F401  (re-exported)
+from .rule import GraphPass, Rule, graph_pass, rewrite  # noqa: F401  (re-exported)
 
 MERGE = "merge_common_subexpressions"
 _VIEWS = (BroadcastTo, Reshape, Transpose)
@@ -45,57 +39,21 @@ class RewriteWarning(UserWarning):
     """A rule raised and was skipped (with ``verify`` on, the error is raised instead)."""
 
 
-# -- rules ---------------------------------------------------------------------------------
-# Plain classes rather than frozen dataclasses: every cold compile imports the rule
-# modules, and generating a frozen dataclass costs about a millisecond.
-class Rule:
-    """A node rule: ``fn(rw, n)`` returns the id of a node computing the same value, or None.
-    ``ops``: the op classes it looks at (None: every node)."""
+class _Key:
+    """A hash-consing key ``(op, inputs, weak)`` that hashes once: the hash of a Fused
+    op walks its whole body, and a key is looked up, stored and deleted."""
 
-    __slots__ = ("name", "group", "ops", "fn", "doc")
+    __slots__ = ("parts", "hash")
 
-    def __init__(self, name: str, group: str, ops: Optional[tuple], fn: Callable, doc: str):
-        self.name, self.group, self.ops, self.fn, self.doc = name, group, ops, fn, doc
+    def __init__(self, parts: tuple):
+        self.parts = parts
+        self.hash = hash(parts)
 
-    def __call__(self, rw, n):
-        return self.fn(rw, n)
+    def __hash__(self):
+        return self.hash
 
-    def __repr__(self):
-        return f"Rule({self.name!r}, group={self.group!r})"
-
-
-class GraphPass:
-    """A whole-graph pass ``fn(rw) -> number of changes`` (fusion is one)."""
-
-    __slots__ = ("name", "fn", "doc")
-
-    def __init__(self, name: str, fn: Callable, doc: str):
-        self.name, self.fn, self.doc = name, fn, doc
-
-    def __repr__(self):
-        return f"GraphPass({self.name!r})"
-
-
-def _summary(fn) -> str:
-    """The docstring's first paragraph on one line (it starts with the rewrite)."""
-    text = (fn.__doc__ or "").strip()
-    return " ".join(text.split("\n\n")[0].split()) if text else fn.__name__
-
-
-def rewrite(group: str, *ops):
-    """Make ``fn(rw, n)`` a Rule of ``group`` that runs on nodes whose op is one of ``ops``.
-
-    >>> @rewrite("simplify", Multiply)
-    ... def remove_multiply_by_one(rw, n):
-    ...     '''x * 1 -> x'''
-    """
-    def deco(fn):
-        return Rule(fn.__name__, group, tuple(ops) or None, fn, _summary(fn))
-    return deco
-
-
-def graph_pass(fn) -> GraphPass:
-    return GraphPass(fn.__name__, fn, _summary(fn))
+    def __eq__(self, other):
+        return self.parts == other.parts
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -114,6 +72,10 @@ def _rule_index(rules):
 class Rewriter:
     """Edits a Program's graph in place; rules read and build nodes through it."""
 
+    # False tries every rule at every visit: the plain algorithm, which the tests
+    # compare remembered misses against.
+    remember_misses = True
+
     def __init__(self, program, options, report: RewriteReport):
         self.program = program
         self.g = program.graph
@@ -129,18 +91,16 @@ class Rewriter:
         self._queued: set = set()
         self._nodes = self.g.nx._node   # networkx keeps these two dicts for the graph's life
         self._succ = self.g.nx._succ
-        self._ver: dict = {}            # node -> tick of the last change a rule could see
-        self._tick = 0
+        self.misses = Misses()
         self._reads: set = set()        # nodes read (inputs, consumers, root) since cleared
         self._builds = 0                # make/constant calls: a rule that builds is retried
-        self._tried: dict = {}          # node -> (tick, nodes read, rules that gave None)
         self.roots: dict = {}
         for n in program.roots:
             self.roots[n] = self.roots.get(n, 0) + 1
 
     # -- reading -------------------------------------------------------------------------
     # A node id's op and type never change; its inputs, consumers and root status do,
-    # so the accessors of those note the node (see _tried).
+    # so the accessors of those note the node (see misses.py).
     def op(self, n):
         return self._nodes[n]["op"]
 
@@ -217,7 +177,7 @@ class Rewriter:
         arr = np.asarray(value, dtype=dtype)
         op = Constant(value=ConstValue(arr))
         t = TensorType(arr.dtype, arr.shape, weak)
-        key = (op, (), weak)
+        key = _Key((op, (), weak))
         hit = self.table.get(key) if self.merge else None
         if hit is not None and hit in self.g:
             return hit
@@ -253,15 +213,11 @@ class Rewriter:
             return None
         if op.commutative and len(ins) == 2 and ins[0] > ins[1]:
             ins = (ins[1], ins[0])
-        return (op, tuple(ins), t.weak)
+        return _Key((op, tuple(ins), t.weak))
 
     # -- editing -------------------------------------------------------------------------
     def _changed(self, nodes) -> None:
-        """What a rule could read of ``nodes`` changed: their _tried notes expire."""
-        t = self._tick = self._tick + 1
-        ver = self._ver
-        for m in nodes:
-            ver[m] = t
+        self.misses.changed(nodes)
 
     def push(self, n) -> None:
         if n not in self._queued:
@@ -385,35 +341,29 @@ class Rewriter:
 
     def _first_match(self, n, rules):
         """(the first of ``rules`` that rewrites ``n``, the replacement) or (None, None).
-        Rules noted in ``_tried[n]`` are skipped while nothing they read has changed."""
+        Rules that missed at ``n`` before are skipped while what they read is unchanged."""
         if not rules:
             return None, None
-        note = self._tried.get(n)
-        seen, quiet = (), ()
-        if note is not None:
-            ver = self._ver
-            tick, seen, quiet = note
-            for m in seen:
-                if ver.get(m, 0) > tick:
-                    seen, quiet = (), ()
-                    break
-            else:
-                if quiet.issuperset(rules):
-                    return None, None
-        start = self._tick
-        self._reads = reads = set(seen)
-        still = set(quiet)
+        got = self.misses.lookup(n) if self.remember_misses else None
+        if got is None:
+            seen, quiet = set(), set()
+        else:
+            seen, quiet = got
+            if quiet.issuperset(rules):
+                return None, None
+        tick = self.misses.tick
+        self._reads = seen                  # the accessors add to it
         for rule in rules:
             if rule in quiet:
                 continue
             builds = self._builds
             r, clean = self._try(rule, n)
             if r is not None:
-                self._tried.pop(n, None)
+                self.misses.forget(n)
                 return rule, r
             if clean and builds == self._builds:
-                still.add(rule)
-        self._tried[n] = (start, reads, still)
+                quiet.add(rule)
+        self.misses.keep(n, tick, seen, quiet)
         return None, None
 
     def _try(self, rule, n):
