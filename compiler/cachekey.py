@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from symgraph.ops.leaves import Constant
+from symgraph.program import gc_paused
 from . import target
 from .build import FORMAT_VERSION
 
@@ -117,6 +118,7 @@ def canonical_order(program) -> list:
     return order
 
 
+@gc_paused()
 def program_key(program, extra: str = ""):
     """(hex key, canonical position of every node) of a Program.
 
@@ -133,6 +135,7 @@ def program_key(program, extra: str = ""):
     ops: dict = {}       # op -> its text; equal ops print alike (repr is slow)
     dtypes: dict = {}    # dtype -> its code (str(dtype) is slower still)
     shapes: dict = {}    # shape -> its text (a symbolic dim prints slowly)
+    sources: dict = {}   # source -> its text (file names repeat)
     lines = []
     for nid in order:
         node = nodes[nid]
@@ -153,9 +156,11 @@ def program_key(program, extra: str = ""):
         if shape is None:
             shape = shapes[t.shape] = repr(t.shape)
         src = node["source"]
+        where = sources.get(src)
+        if where is None:
+            where = sources[src] = repr(src and (src[0], src[1]))
         lines.append(f"{desc}|{dt}{shape}{t.weak}|{node['name']}|"
-                     f"{[pos[i] for i in node['inputs']]}|{node.get('requires', ())}|"
-                     f"{src and (src[0], src[1])}\n")
+                     f"{[pos[i] for i in node['inputs']]}|{node.get('requires', ())}|{where}\n")
     h.update("".join(lines).encode())
     h.update(repr(([pos[i] for i in program.inputs], [pos[o] for o in program.outputs],
                    [(pos[s], pos[v]) for s, v in program.updates])).encode())

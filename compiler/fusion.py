@@ -58,17 +58,16 @@ class _View:
         self.index = {n: k for k, n in enumerate(order)}
         nodes = self.nodes
         self.elementwise = {n for n in order if isinstance(nodes[n]["op"], E.Elementwise)}
-        self._cost: dict = {}
+        self.cost_of: dict = {}
 
     def shape(self, n):
         return self.nodes[n]["type"].shape
 
     def cost(self, op) -> int:
-        """0 for a TRIVIAL op, 1 for another CHEAP one, 2 for any other (per op class)."""
-        got = self._cost.get(type(op))
-        if got is None:
-            got = self._cost[type(op)] = (0 if isinstance(op, TRIVIAL) else
-                                          1 if isinstance(op, CHEAP) else 2)
+        """0 for a TRIVIAL op, 1 for another CHEAP one, 2 for any other (kept per op
+        class in ``cost_of``)."""
+        got = self.cost_of[type(op)] = (0 if isinstance(op, TRIVIAL) else
+                                        1 if isinstance(op, CHEAP) else 2)
         return got
 
 
@@ -124,6 +123,7 @@ def _grow(v, grp, start, group_of, dup_of):
     # A candidate's state is (below a recomputed value, non-trivial ops recomputed above).
     nodes, succ, roots, index, ew = v.nodes, v.succ, v.roots, v.index, v.elementwise
     space, members, dups = grp.space, grp.members, grp.dups
+    cost_of = v.cost_of
     state = {i: (False, 0) for i in start}
     heap = [(-index[i], i) for i in state]
     heapq.heapify(heap)
@@ -136,17 +136,23 @@ def _grow(v, grp, start, group_of, dup_of):
         if node["type"].shape != space:
             continue
         below, cost = state[c]
-        kind = v.cost(node["op"])
+        kind = cost_of.get(type(node["op"]))
+        if kind is None:
+            kind = v.cost(node["op"])
         cost += kind > 0
         users = succ[c]
-        if not below and all(group_of.get(d) is grp for d in users):
+        if not below and all([group_of.get(d) is grp for d in users]):
             members.add(c)
             group_of[c] = grp
             st = (False, 0)
         elif kind < 2 and cost <= DUP_DEPTH and len(dups) < DUP_BUDGET and all(
-                d in ew and nodes[d]["type"].shape == space for d in users):
+                [d in ew and nodes[d]["type"].shape == space for d in users]):
             dups.add(c)
-            dup_of.setdefault(c, set()).add(grp)
+            mine = dup_of.get(c)
+            if mine is None:
+                dup_of[c] = {grp}
+            else:
+                mine.add(grp)
             st = (True, cost)
         else:
             continue
@@ -177,36 +183,35 @@ def _body(v, instrs):
     """(kernel inputs, body, dtypes) of a group's instructions ``instrs`` (topological
     order)."""
     nodes = v.nodes
-    pos, inputs, body, dtypes, consts = {}, [], [], [], {}
-    slot = {}                       # kernel input -> its position in ``inputs``
-
-    def ref(i):
-        if i in pos:
-            return ("body", pos[i])
-        node = nodes[i]
-        if isinstance(node["op"], Constant) and node["type"].shape == ():
-            a = node["op"].value.array
-            key = (a.item(), a.dtype)
-            if key not in consts:
-                consts[key] = len(body)
-                body.append((ScalarConst(value=a.item(), dtype=a.dtype), ()))
-                dtypes.append(a.dtype)
-            return ("body", consts[key])
-        k = slot.get(i)
-        if k is None:
-            k = slot[i] = len(inputs)
-            inputs.append(i)
-        return ("in", k)
-
+    pos, slot, consts = {}, {}, {}     # instruction -> body index, input -> its index
+    inputs, body, dtypes = [], [], []
     for m in instrs:
         node = nodes[m]
-        args = tuple(ref(i) for i in node["inputs"])
+        refs = []                       # body index j as j, kernel input k as -1 - k
+        for i in node["inputs"]:
+            j = pos.get(i)
+            if j is None:
+                src = nodes[i]
+                if isinstance(src["op"], Constant) and src["type"].shape == ():
+                    a = src["op"].value.array
+                    key = (a.item(), a.dtype)
+                    j = consts.get(key)
+                    if j is None:
+                        j = consts[key] = len(body)
+                        body.append((ScalarConst(value=a.item(), dtype=a.dtype), ()))
+                        dtypes.append(a.dtype)
+                else:
+                    k = slot.get(i)
+                    if k is None:
+                        k = slot[i] = len(inputs)
+                        inputs.append(i)
+                    j = -1 - k
+            refs.append(j)
         pos[m] = len(body)
-        body.append((node["op"], args))
+        body.append((node["op"], refs))
         dtypes.append(node["type"].dtype)
     k = len(inputs)
-    final = tuple((op, tuple(j if kind == "in" else k + j for kind, j in args))
-                  for op, args in body)
+    final = tuple((op, tuple(j + k if j >= 0 else -1 - j for j in refs)) for op, refs in body)
     return inputs, final, tuple(np.dtype(d) for d in dtypes)
 
 

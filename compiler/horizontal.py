@@ -95,8 +95,12 @@ def _depends(nodes, nid, members, index) -> bool:
     """Whether ``nid`` reads (transitively) the value of any of ``members`` (at most
     MAX_MEMBERS), which all come earlier in the schedule, the first one first: a
     backward search bounded by the first member."""
+    stack = list(nodes[nid]["inputs"])
+    for i in stack:                 # a direct read is the common case: look there first
+        if i in members:
+            return True
     floor = index[members[0]]
-    seen, stack = set(), list(nodes[nid]["inputs"])
+    seen = set()
     while stack:
         i = stack.pop()
         if i in members:

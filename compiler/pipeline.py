@@ -16,9 +16,9 @@ definition, so adding a rule is one decorated function in the module of its them
 """
 from __future__ import annotations
 
-import gc
 import time
-from contextlib import contextmanager
+
+from symgraph.program import gc_paused
 
 from .options import RewriteOptions, options_tag, parse_options  # noqa: F401  (re-exported)
 from .rewrite import GraphPass, Rewriter, RewriteReport, Rule
@@ -65,21 +65,6 @@ def optimize(program, rewrites=None):
     stats["runs"] += 1
     with gc_paused():
         return _optimize(program, opts)
-
-
-@contextmanager
-def gc_paused():
-    """Python's cyclic collector stays off for the duration. A pipeline allocates many
-    small objects that live until it ends, and each of them counts towards the next
-    full collection, which walks every object of the process (on a 10,000-op graph,
-    a fifth of the pipeline's time). Garbage made meanwhile is collected afterwards."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _optimize(program, opts):

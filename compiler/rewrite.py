@@ -92,6 +92,7 @@ class Rewriter:
         self._nodes = self.g.nx._node   # networkx keeps these two dicts for the graph's life
         self._succ = self.g.nx._succ
         self.misses = Misses()
+        self._changed = self.misses.changed     # every edit a rule could see goes through it
         self._reads: set = set()        # nodes read (inputs, consumers, root) since cleared
         self._builds = 0                # make/constant calls: a rule that builds is retried
         self.roots: dict = {}
@@ -216,9 +217,6 @@ class Rewriter:
         return _Key((op, tuple(ins), t.weak))
 
     # -- editing -------------------------------------------------------------------------
-    def _changed(self, nodes) -> None:
-        self.misses.changed(nodes)
-
     def push(self, n) -> None:
         if n not in self._queued:
             self._queued.add(n)

@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, given, reject, settings
 
 import symgraph as sg
 from symgraph.compiler import rewrite as rewrite_module
-from symgraph.compiler.pipeline import RewriteOptions, gc_paused, optimize
+from symgraph.compiler.pipeline import RewriteOptions, optimize
 from symgraph.compiler.rewrite import Rewriter, RewriteReport, rewrite
 from symgraph.errors import SymgraphError
 from symgraph.function import _as_update_pairs
 from symgraph.graph import Graph
 from symgraph.ops import elementwise as E
-from symgraph.program import build_program
+from symgraph.program import build_program, gc_paused
 
 from . import test_rewrite_fuzz as fuzz
 from .opinfo import all_cases
@@ -238,7 +238,7 @@ def test_graph_edits_keep_networkx_consistent():
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_the_collector_is_paused_only_while_rewriting(enabled):
+def test_the_collector_is_paused_and_then_restored(enabled):
     was = gc.isenabled()
     try:
         (gc.enable if enabled else gc.disable)()
