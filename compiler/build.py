@@ -123,7 +123,7 @@ def _compile_ir(ir_text: str, pool):
     big = target.is_big(ir_text)
     mod = target.parse_and_optimize(ir_text, big=big)
     t = time.perf_counter()
-    return target.emit_object(mod, big=big), t, 1
+    return target.emit_object(mod), t, 1
 
 
 def constant_values(program, artifact) -> list:

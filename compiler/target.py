@@ -78,14 +78,14 @@ def compile_object(ir_text: str, *, big: bool | None = None) -> bytes:
     """Object code of IR text: parsed, optimized and emitted as a worker would
     (llvm_job.py)."""
     big = is_big(ir_text) if big is None else big
-    return emit_object(parse_and_optimize(ir_text, big=big), big=big)
+    return emit_object(parse_and_optimize(ir_text, big=big))
 
 
-def emit_object(mod, *, big: bool = False) -> bytes:
-    """Object code of an optimized module (``big``: see llvm_job.emit)."""
+def emit_object(mod) -> bytes:
+    """Object code of an optimized module (llvm_job.emit)."""
     from .llvm_job import emit
     with _lock:
-        return emit(llvm(), _shared_tm(), mod, big=big)
+        return emit(llvm(), _shared_tm(), mod)
 
 
 def emit_assembly(mod) -> str:
