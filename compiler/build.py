@@ -112,8 +112,9 @@ def _compile_ir(ir_text: str, pool):
     if parts > 1:
         from symgraph.runtime.objects import pack
         from .codegen import SEGMENT
-        from .partition import split
-        texts = split(ir_text, SEGMENT, parts)
+        from .partition import split, KERNEL
+        # along segments when the module has them, else along its kernels
+        texts = split(ir_text, SEGMENT, parts) or split(ir_text, KERNEL, parts)
         if texts is not None:
             big = target.is_big(ir_text)
             objects = pool.compile(texts, lambda text: target.compile_object(text, big=big),

@@ -77,14 +77,20 @@ def _inline_vector_math(binding, mod, tm) -> None:
 
 
 def main() -> int:
+    # LLVM is loaded while the parent is still lowering (about 70 ms), not after the
+    # part has come
+    try:
+        import llvmlite.binding as binding
+        binding.initialize_native_target()
+        binding.initialize_native_asmprinter()
+    except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        return 3
     head = sys.stdin.buffer.readline()
     if not head.strip():
         return 0   # started for a part that never came
     text = sys.stdin.buffer.read().decode()
     try:
-        import llvmlite.binding as binding
-        binding.initialize_native_target()
-        binding.initialize_native_asmprinter()
         request = json.loads(head)
         tm = machine(binding, request["triple"], request["cpu"], request["features"])
     except Exception as exc:  # noqa: BLE001  the parent compiles the part itself

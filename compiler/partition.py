@@ -21,6 +21,10 @@ Linkage across parts:
   word); a module whose private variables are used outside the first part is not
   split (``split`` returns None).
 
+A module lowered without segments (a graph of a few dozen steps, like an MLP's
+training step) is split along its kernels (functions named ``k.<op>.<n>``, which the
+entry calls or hands to the parallel dispatcher) in the same way.
+
 The text is llvmlite's: a function is a ``define`` line, an opening brace on a line of
 its own, its body and a ``}`` line; metadata lines start with ``!``.
 """
@@ -118,6 +122,7 @@ def _weight(mod: Module, names) -> int:
 
 
 LOOP_WEIGHT = 100
+KERNEL = "k"        # prefix of the kernels' names (the units of a module without segments)
 
 
 def is_loop_header(line: str) -> bool:
