@@ -6,7 +6,8 @@ functions in-process, so a part compiled by a worker is the code the process its
 would have made.
 
 As a script it reads a request from stdin (one line of JSON: triple, cpu, features,
-opt, big; then the IR text), writes the object to stdout and exits with 0; an error
+opt, big, light_bytes; then the IR text, its last light_bytes bytes the light part
+of partition.separate), writes the object to stdout and exits with 0; an error
 of LLVM's exits with 1 and its message on stderr.
 """
 from __future__ import annotations
@@ -49,6 +50,34 @@ def optimize(binding, tm, mod, *, opt: int, big: bool) -> None:
         _inline_vector_math(binding, mod, tm)
 
 
+def optimize_light(binding, tm, mod, *, big: bool) -> None:
+    """The pipeline of kernels written in vector form (compiler/vector_kernels.py):
+    their vector math inlined (kept out of line in a big module, as in optimize),
+    instcombine and simplifycfg to clean up the IR as emitted, dead math copies dropped.
+    No vectorizer and none of O2's dozens of passes: a tenth of their time here."""
+    pm = binding.create_new_module_pass_manager()
+    if not big:
+        pm.add_always_inliner_pass()
+    pm.add_instruction_combine_pass()
+    pm.add_simplify_cfg_pass()
+    pm.add_global_dead_code_eliminate_pass()
+    pm.run(mod, binding.create_pass_builder(tm, binding.create_pipeline_tuning_options(
+        speed_level=2)))
+
+
+def build(binding, tm, text: str, light: str | None, *, opt: int, big: bool):
+    """The optimized module of a main text and, if any, its light part (see
+    partition.separate) optimized apart and linked in."""
+    mod = parse(binding, tm, text)
+    optimize(binding, tm, mod, opt=opt, big=big)
+    if light:
+        extra = parse(binding, tm, light)
+        if opt:
+            optimize_light(binding, tm, extra, big=big)
+        mod.link_in(extra)
+    return mod
+
+
 def emit(binding, tm, mod) -> bytes:
     """The object code of an optimized module, compiled without loop strength
     reduction: on x86 the loops address their operands as base + index * size anyway,
@@ -89,16 +118,17 @@ def main() -> int:
     head = sys.stdin.buffer.readline()
     if not head.strip():
         return 0   # started for a part that never came
-    text = sys.stdin.buffer.read().decode()
+    data = sys.stdin.buffer.read()
     try:
         request = json.loads(head)
+        cut = len(data) - request.get("light_bytes", 0)
+        text, light = data[:cut].decode(), data[cut:].decode() or None
         tm = machine(binding, request["triple"], request["cpu"], request["features"])
     except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 3
     try:
-        mod = parse(binding, tm, text)
-        optimize(binding, tm, mod, opt=request["opt"], big=request["big"])
+        mod = build(binding, tm, text, light, opt=request["opt"], big=request["big"])
         obj = emit(binding, tm, mod)
     except Exception as exc:  # noqa: BLE001  reported by the parent
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")

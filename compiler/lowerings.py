@@ -23,6 +23,10 @@ from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OP
 from .lower_scalar import constant, convert
 from . import vecmath
 from .parallel import call_kernel, MATH_COST
+from .vector_kernels import lanes_for
+
+# Fused kernels in vector form where they can be (vector_kernels.py)
+VECTOR_KERNELS = True
 
 VIEW_OPS.add(S.Reshape)
 
@@ -89,7 +93,9 @@ def _lower_loop(ctx, nid):
     if fn is None:
         label = fuseds[0].name if len(group) == 1 else f"group{len(group)}"
         fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
-                        plan, in_place=in_place, interleave_math=not _big_program(ctx))
+                        plan, in_place=in_place, interleave_math=not _big_program(ctx),
+                        lanes=lanes_for(members, in_dtypes, out_dtypes, plan.extents)
+                        if VECTOR_KERNELS else 0)
         ctx.kernel_cache[key] = fn
     splittable, reduced = _split_plan(plan, fuseds, out_dtypes, len(in_ids), in_place)
     call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],

@@ -84,7 +84,12 @@ class Worker:
         self.index = index
         if self.proc is None:
             return
-        data = json.dumps(request).encode() + b"\n" + text.encode()
+        from .partition import separate
+        from .vector_kernels import LIGHT_ATTRIBUTE
+        main, light = separate(text, LIGHT_ATTRIBUTE)
+        light = (light or "").encode()
+        data = (json.dumps(dict(request, light_bytes=len(light))).encode() + b"\n"
+                + main.encode() + light)
         self.thread = threading.Thread(target=self._talk, args=(data,), daemon=True,
                                        name=f"symgraph-llvm-worker-{index}")
         self.thread.start()
