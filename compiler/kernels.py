@@ -160,9 +160,9 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
         emit_members(b, members, listing, paired, in_dtypes, out_dtypes, input_value, write)
 
     if lanes:
-        def emit(input_value, write):
-            emit_members(b, members, listing, paired, in_dtypes, out_dtypes, input_value,
-                         write)
+        def emit(builder, input_value, write):
+            emit_members(builder, members, listing, paired, in_dtypes, out_dtypes,
+                         input_value, write)
         VectorNest(b, lanes, out_dtypes[0], ins, outs, strides, n_in,
                    [m.fused.reduce for m in members], emit).run(extents, lo, hi)
     elif extents:

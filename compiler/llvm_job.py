@@ -52,12 +52,12 @@ def optimize(binding, tm, mod, *, opt: int, big: bool) -> None:
 
 def optimize_light(binding, tm, mod, *, big: bool) -> None:
     """The pipeline of kernels written in vector form (compiler/vector_kernels.py):
-    their vector math inlined (kept out of line in a big module, as in optimize),
+    their bodies and vector math inlined (math is kept out of line in a big module,
+    as in optimize: partition.separate marks it noinline there),
     instcombine and simplifycfg to clean up the IR as emitted, dead math copies dropped.
     No vectorizer and none of O2's dozens of passes: a tenth of their time here."""
     pm = binding.create_new_module_pass_manager()
-    if not big:
-        pm.add_always_inliner_pass()
+    pm.add_always_inliner_pass()     # the kernels' bodies (and math, unless big)
     pm.add_instruction_combine_pass()
     pm.add_simplify_cfg_pass()
     pm.add_global_dead_code_eliminate_pass()

@@ -70,12 +70,43 @@ def is_float_dt(dt) -> bool:
 
 def constant(dtype, value) -> ir.Constant:
     dt = np.dtype(dtype)
-    t = reg_type(dt)
+    n = _LANES.get()
+    if n:
+        return splat(ir.VectorType(value_type(dt), n), _scalar_constant(dt, value))
+    return _scalar_constant(dt, value)
+
+
+def _scalar_constant(dt, value) -> ir.Constant:
+    t = value_type(dt)
     if dt == np.bool_:
         return ir.Constant(t, int(bool(value)))
     if dt.kind == "f":
         return ir.Constant(t, float(value))
     return ir.Constant(t, int(value))
+
+
+_SPLATS: dict = {}
+
+
+class _Splat(ir.FormattedConstant):
+    def __init__(self, typ, text: str):
+        # not through Constant.__init__: a vector type would wrap the text lane by lane
+        self.type = typ
+        self.constant = text
+
+
+def splat(vty, scalar: ir.Constant) -> ir.Constant:
+    """The vector constant with every lane ``scalar``, written ``splat (T v)``: llvmlite
+    would spell out (and format) every lane, a good part of printing a vector kernel.
+    ``scalar`` may already be a splat (``constant`` inside vector_lanes)."""
+    if isinstance(scalar.type, ir.VectorType):
+        return scalar
+    text = f"splat ({scalar.type} {scalar.get_reference()})"
+    key = (str(vty), text)
+    c = _SPLATS.get(key)
+    if c is None:
+        c = _SPLATS[key] = _Splat(vty, text)
+    return c
 
 
 def convert(b, v, src, dst):
@@ -86,8 +117,8 @@ def convert(b, v, src, dst):
     st, dt = reg_type(src), reg_type(dst)
     if dst == np.bool_:
         if src.kind == "f":
-            return b.fcmp_unordered("!=", v, ir.Constant(st, 0.0))
-        return b.icmp_signed("!=", v, ir.Constant(st, 0))
+            return b.fcmp_unordered("!=", v, constant(src, 0.0))
+        return b.icmp_signed("!=", v, constant(src, 0))
     if src == np.bool_:
         return b.uitofp(v, dt) if dst.kind == "f" else b.zext(v, dt)
     if src.kind == "f" and dst.kind == "f":

@@ -228,7 +228,7 @@ def split(text: str, unit_prefix, parts: int):
     return texts
 
 
-def separate(text: str, light_attribute: str):
+def separate(text: str, light_attribute: str, *, inline_math: bool = True):
     """(main, light): the module's text without the functions marked with
     ``light_attribute`` (kernels already in vector form, compiler/vector_kernels.py),
     which it declares instead, and a module of those functions with what they reach,
@@ -237,7 +237,8 @@ def separate(text: str, light_attribute: str):
 
     The marked kernels become ``hidden`` in ``light``; the vector math they call is
     copied there as ``internal`` (the linker renames it away from the main module's
-    copy), so the two modules link into one."""
+    copy), so the two modules link into one; ``inline_math=False`` (a big module) makes
+    those copies ``noinline``, as the main module keeps its math out of line."""
     if light_attribute not in text:
         return text, None
     mod = parse(text)
@@ -263,6 +264,8 @@ def separate(text: str, light_attribute: str):
         elif not mod.functions[n].internal:
             body[0] = re.sub(r"^define\s+(?:(?:hidden|protected|dso_local)\s+)*",
                              "define internal ", body[0], count=1)
+            if not inline_math:
+                body[0] = re.sub(r"\balwaysinline\b", "noinline", body[0])
         out.extend(body)
     out.extend(mod.metadata)
     roots = [n for n, f in mod.functions.items()

@@ -70,7 +70,7 @@ def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
     from .vector_kernels import LIGHT_ATTRIBUTE
     b = llvm()
     big = is_big(ir_text) if big is None else big
-    main, light = separate(ir_text, LIGHT_ATTRIBUTE)
+    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
     with _lock:
         return llvm_job.build(b, _shared_tm(), main, light, opt=opt, big=big)
 

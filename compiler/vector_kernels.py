@@ -25,11 +25,12 @@ from llvmlite import ir
 
 from symgraph.ops import elementwise as E
 from .irutil import I32, I64, i64, for_range, load, store
-from .lower_scalar import EMITTERS, constant, vector_lanes
+from .lower_scalar import EMITTERS, constant, splat, vector_lanes
 from .fused import ScalarConst
 
 # The function attribute that marks a kernel for the light pipeline (partition.separate).
 LIGHT_ATTRIBUTE = '"sg-light"'
+BODY_PREFIX = "vbody"      # a kernel's body function (not "k.": no unit of partition.split)
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -65,17 +66,43 @@ class VectorNest:
     """The loop nest of one vector-form kernel: scalar loops over the outer axes, and per
     row the vector loop, the masked tail and the row's reductions.
 
-    ``emit(input_value, write)`` is kernels.emit_members bound to the kernel's members:
-    it asks ``input_value(u)`` for input u's register and hands output k's register to
-    ``write(k, value)``."""
+    ``emit(builder, input_value, write)`` is kernels.emit_members bound to the kernel's
+    members: it asks ``input_value(u)`` for input u's register and hands output k's register to
+    ``write(k, value)``. It is emitted once, as an ``alwaysinline`` function of the
+    input registers returning the output registers (``vbody.<kernel>``), which the vector
+    loop and the masked tail both call: the light pipeline inlines it, and building and
+    printing the body twice would have cost most of what a kernel costs to lower."""
 
     def __init__(self, b, lanes, dt, ins, outs, strides, n_in, reduce_kinds, emit):
         self.b, self.lanes, self.dt = b, lanes, np.dtype(dt)
         self.vty = ir.VectorType(constant(dt, 0).type, lanes)
         self.ins, self.outs, self.strides, self.n_in = ins, outs, strides, n_in
         self.reduce_kinds = reduce_kinds      # per output: None, or its reduction kind
-        self.emit = emit
         self.hints = no_vectorizer_loop(b.module)
+        self.body = self._body_function(b.function.name, emit)
+
+    def _body_function(self, kernel_name, emit):
+        n_out = len(self.outs)
+        ret = self.vty if n_out == 1 else ir.LiteralStructType([self.vty] * n_out)
+        fn = ir.Function(self.b.module, ir.FunctionType(ret, [self.vty] * self.n_in),
+                         name=f"{BODY_PREFIX}.{kernel_name}")
+        fn.linkage = "internal"
+        fn.attributes.add("alwaysinline")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        results = [None] * n_out
+
+        def write(k, v):
+            results[k] = v
+        with vector_lanes(self.lanes):
+            emit(b, lambda u: fn.args[u], write)
+        if n_out == 1:
+            b.ret(results[0])
+        else:
+            agg = ir.Constant(ret, ir.Undefined)
+            for k, v in enumerate(results):
+                agg = b.insert_value(agg, v, k)
+            b.ret(agg)
+        return fn
 
     # -- the nest ------------------------------------------------------------------
     def run(self, extents, lo, hi):
@@ -163,7 +190,6 @@ class VectorNest:
         returns the outputs' new accumulators."""
         b, n_in = self.b, self.n_in
         kinds = self.reduce_kinds
-        loaded = {}
         new_accs = dict(accs)
 
         def address(k, base):
@@ -172,10 +198,8 @@ class VectorNest:
             return b.bitcast(b.gep(base, [at], inbounds=True), self.vty.as_pointer())
 
         def input_value(u):
-            if u not in loaded:
-                loaded[u] = (self._row_splats[u] if u in self._row_splats
-                             else self._load(address(u, self.ins[u]), mask))
-            return loaded[u]
+            return (self._row_splats[u] if u in self._row_splats
+                    else self._load(address(u, self.ins[u]), mask))
 
         def write(k, v):
             kind = kinds[k]
@@ -189,8 +213,9 @@ class VectorNest:
                 v = _combine(b, kind, self._load(ptr, mask), v, self.dt)
             self._store(v, ptr, mask)
 
-        with vector_lanes(self.lanes):
-            self.emit(input_value, write)
+        res = b.call(self.body, [input_value(u) for u in range(n_in)])
+        for k in range(len(self.outs)):
+            write(k, res if len(self.outs) == 1 else b.extract_value(res, k))
         return new_accs
 
     # -- vector helpers ------------------------------------------------------------
@@ -203,7 +228,7 @@ class VectorNest:
 
     def _identity(self, kind):
         from .kernels import identity
-        return ir.Constant(self.vty, identity(kind, self.dt).constant)
+        return splat(self.vty, identity(kind, self.dt))
 
     def _load(self, ptr, mask):
         b = self.b
@@ -211,7 +236,7 @@ class VectorNest:
             return b.load(ptr, align=self.dt.itemsize)
         fn = _masked(b.module, "load", self.vty)
         return b.call(fn, [ptr, ir.Constant(I32, self.dt.itemsize), mask,
-                           ir.Constant(self.vty, 0.0)])
+                           splat(self.vty, constant(self.dt, 0.0))])
 
     def _store(self, v, ptr, mask):
         b = self.b

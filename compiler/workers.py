@@ -86,7 +86,7 @@ class Worker:
             return
         from .partition import separate
         from .vector_kernels import LIGHT_ATTRIBUTE
-        main, light = separate(text, LIGHT_ATTRIBUTE)
+        main, light = separate(text, LIGHT_ATTRIBUTE, inline_math=not request["big"])
         light = (light or "").encode()
         data = (json.dumps(dict(request, light_bytes=len(light))).encode() + b"\n"
                 + main.encode() + light)
