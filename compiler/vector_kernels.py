@@ -168,7 +168,7 @@ class VectorNest:
         rem = b.sub(stop, full_end)
         b.cbranch(b.icmp_signed(">", rem, i64(0)), tail, done)
         b.position_at_end(tail)
-        iota = ir.Constant(ir.VectorType(I32, L), list(range(L)))
+        iota = _iota(L)
         mask = b.icmp_signed("<", iota, self._splat(b.trunc(rem, I32), iota.type))
         tail_accs = self._step(offsets, full_end, mask, accs, idents)
         tail_end = b.block
@@ -260,6 +260,19 @@ class VectorNest:
             v = _combine(b, kind, low, high, self.dt)
             n = half
         return b.extract_element(v, ir.Constant(I32, 0))
+
+
+_IOTAS: dict = {}
+
+
+def _iota(lanes: int) -> ir.Constant:
+    """<0, 1, ..., lanes-1> as i32, made (and formatted) once."""
+    c = _IOTAS.get(lanes)
+    if c is None:
+        ty = ir.VectorType(I32, lanes)
+        c = _IOTAS[lanes] = ir.Constant(ty, list(range(lanes)))
+        c.get_reference()
+    return c
 
 
 def _combine(b, kind, acc, v, dt):
