@@ -331,10 +331,10 @@ class Rewriter:
                 self.replace(n, r, rule.name)
                 self.report.fired[rule.name] += 1
                 fired += 1
-                if fired > limit:
-                    top = self.report.fired.most_common(3)
-                    raise RewriteError(f"rewriting does not converge after {fired} firings; "
-                                       f"most frequent rules: {top}")
+            if fired > limit:
+                top = self.report.fired.most_common(3)
+                raise RewriteError(f"rewriting does not converge after {fired} firings; "
+                                   f"most frequent rules: {top}")
         return fired
 
     def _first_match(self, n, rules):
@@ -358,10 +358,12 @@ class Rewriter:
             r, clean = self._try(rule, n)
             if r is not None:
                 self.misses.forget(n)
+                self._reads = set()
                 return rule, r
             if clean and builds == self._builds:
                 quiet.add(rule)
         self.misses.keep(n, tick, seen, quiet)
+        self._reads = set()                 # reads outside rules are nobody's
         return None, None
 
     def _try(self, rule, n):

@@ -150,8 +150,9 @@ class Graph:
         until an edit through this class (or a change in the node count) voids it.
         """
         key = (self._version, len(self.nx._node), tuple(outputs))
-        if self._order[0] == key:
-            return list(self._order[1])
+        cached = self._order            # one read: another thread may replace it
+        if cached[0] == key:
+            return list(cached[1])
         order = self._walk(key[2])
         self._order = (key, order)
         return list(order)
