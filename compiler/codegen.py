@@ -17,6 +17,7 @@ from symgraph import dims as D
 from symgraph.errors import UnsupportedError
 from symgraph.op import format_source
 from symgraph.ops.leaves import Placeholder, Shared, Constant
+from .irprint import module_text
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then
 from .memory import plan_memory, nbytes
 
@@ -245,7 +246,7 @@ def compile_program(program, *, name="sg"):
         "plan": plan, "blas": sorted(ctx.blas_symbols), "python_entry": python_entry,
         "threads_symbol": ctx.threads_symbol,
     }
-    return str(module), layout
+    return module_text(module), layout
 
 
 # A program of SEGMENTED_FROM steps or more is lowered in segments: functions
