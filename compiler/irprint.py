@@ -1,196 +1,297 @@
 """A fast printer of llvmlite.ir modules: exactly the text of ``str(module)``.
 
-llvmlite prints each instruction through a chain of ``str.format`` calls, ``descr``
-methods and string caches (about 35 us a line); this printer writes the same lines
-with one f-string per instruction, a few microseconds each. Its output is meant to be
-byte for byte llvmlite's (tests/test_irprint.py compares them on a corpus of
-programs): the LLVM side, its caches and the benchmarks depend on that text.
+llvmlite prints through chains of ``str.format`` calls, ``descr`` methods and string
+caches that raise and catch an AttributeError the first time each value or type is
+printed; this printer writes the same lines with one f-string per instruction and
+remembers each value's reference and each type's text for the length of one print.
+Its output is byte for byte llvmlite's (tests/test_irprint.py compares them on a
+corpus of programs): the LLVM side, its caches and the benchmarks depend on that text.
 
-Only the instruction classes in ``_PRINTERS`` (looked up by exact class) are printed
-here; any other class, and any instruction whose text llvmlite has already cached, is
-printed by llvmlite itself, so an unknown instruction can never come out wrong.
-Function prototypes, globals and metadata (a few lines each) are llvmlite's too.
+What it covers, by exact class: the instructions in ``_PRINTERS`` (``COVERED``),
+function definitions and declarations, references to arguments, blocks, instructions,
+functions, global variables and plain constants, and integer and typed pointer types.
+Everything else (other instruction classes, globals, metadata, other values and
+types) is printed by llvmlite itself, so what this printer does not know can never
+come out wrong; nor can a value or type whose text llvmlite has already cached,
+because that cached text is what is printed.
 """
 from __future__ import annotations
 
-from llvmlite import ir
+from llvmlite import ir, ir_layer_typed_pointers_enabled
 from llvmlite.ir import instructions as ins
+from llvmlite.ir import types as ty
+from llvmlite.ir import values as val
 
-# llvmlite's caches of a value's text and reference (name-mangled attributes of its
-# _StrCaching / _StringReferenceCaching mixins)
+# llvmlite's caches of a value's or type's text and of a value's reference: the
+# name-mangled attributes of its _StrCaching and _StringReferenceCaching mixins
 _CACHED_STR = "_StrCaching__cached_str"
+_CACHED_REF = "_StringReferenceCaching__cached_refstr"
 
-
-def _md(i) -> str:
-    """The ``, !name !ref`` suffix of an instruction's attached metadata."""
-    return "".join([f", !{k} {v.get_reference()}" for k, v in i.metadata.items()])
-
-
-def _binary(i) -> str:
-    """Arithmetic, logic and unary ops (the plain Instruction class)."""
-    op = i.opname
-    if i.flags:
-        op = " ".join([op] + i.flags)
-    operands = ", ".join([o.get_reference() for o in i.operands])
-    return f"{op} {i.type} {operands}{_md(i) if i.metadata else ''}\n"
-
-
-def _cast(i) -> str:
-    (v,) = i.operands
-    return f"{i.opname} {v.type} {v.get_reference()} to {i.type} {_md(i) if i.metadata else ''}\n"
-
-
-def _load(i) -> str:
-    (v,) = i.operands
-    align = f", align {i.align:d}" if i.align is not None else ""
-    return f"load {i.type}, {v.type} {v.get_reference()}{align}{_md(i) if i.metadata else ''}\n"
-
-
-def _store(i) -> str:
-    v, p = i.operands
-    align = f", align {i.align:d}" if i.align is not None else ""
-    return (f"store {v.type} {v.get_reference()}, {p.type} {p.get_reference()}{align}"
-            f"{_md(i) if i.metadata else ''}\n")
-
-
-def _gep(i) -> str:
-    p = i.pointer
-    indices = ", ".join([f"{x.type} {x.get_reference()}" for x in i.indices])
-    op = "getelementptr inbounds" if i.inbounds else "getelementptr"
-    return (f"{op} {i.source_etype}, {p.type} {p.get_reference()}, {indices} "
-            f"{_md(i) if i.metadata else ''}\n")
-
-
-def _call(i) -> str:
-    callee = i.operands[0]
-    fnty = callee.ftype if type(callee) is ir.Function else callee.function_type
-    attrs = i.arg_attributes
-    if attrs:
-        args = ", ".join([f"{a.type} {' '.join(attrs[k]._to_list(a.type)) + ' '}"
-                          f"{a.get_reference()}" if k in attrs
-                          else f"{a.type} {a.get_reference()}"
-                          for k, a in enumerate(i.operands[1:])])
-    else:
-        args = ", ".join([f"{a.type} {a.get_reference()}" for a in i.operands[1:]])
-    ty = fnty if fnty.var_arg else fnty.return_type
-    callee_ref = f"{ty} {callee.get_reference()}"
-    if i.cconv:
-        callee_ref = f"{i.cconv} {callee_ref}"
-    tail = f"{i.tail} " if i.tail else ""
-    fn_attrs = " " + " ".join(i.attributes._to_list(fnty.return_type)) if i.attributes else ""
-    fm = " " + " ".join(i.fastmath._to_list(fnty.return_type)) if i.fastmath else ""
-    return (f"{tail}{i.opname}{fm} {callee_ref}({args}){fn_attrs}"
-            f"{_md(i) if i.metadata else ''}\n")
-
-
-def _terminator(i) -> str:
-    """``br`` (conditional or not): typed operands, no newline (as llvmlite)."""
-    operands = ", ".join([f"{o.type} {o.get_reference()}" for o in i.operands])
-    return f"{i.opname} {operands}{_md(i) if i.metadata else ''}"
-
-
-def _ret(i) -> str:
-    md = _md(i) if i.metadata else ""
-    if i.operands:
-        v = i.operands[0]
-        return f"{i.opname} {v.type} {v.get_reference()}{md}\n"
-    return f"{i.opname}{md}\n"
-
-
-def _phi(i) -> str:
-    incs = ", ".join([f"[{v.get_reference()}, {b.get_reference()}]" for v, b in i.incomings])
-    return f"phi {' '.join(i.flags)} {i.type} {incs} {_md(i) if i.metadata else ''}\n"
-
-
-def _select(i) -> str:
-    c, x, y = i.operands[:3]
-    return (f"select {' '.join(i.flags)} {c.type} {c.get_reference()}, {x.type} "
-            f"{x.get_reference()}, {y.type} {y.get_reference()} "
-            f"{_md(i) if i.metadata else ''}\n")
-
-
-def _compare(i) -> str:
-    x, y = i.operands[0], i.operands[1]
-    flags = "".join([" " + f for f in i.flags])
-    return (f"{i.opname}{flags} {i.op} {x.type} {x.get_reference()}, {y.get_reference()} "
-            f"{_md(i) if i.metadata else ''}\n")
-
-
-def _alloca(i) -> str:
-    out = f"{i.opname} {i.allocated_type}"
-    if i.operands:
-        (n,) = i.operands
-        out += f", {n.type} {n.get_reference()}"
-    if i.align is not None:
-        out += f", align {i.align}"
-    if i.metadata:
-        out += _md(i)
-    return out
-
-
-def _extract_value(i) -> str:
-    a = i.aggregate
-    indices = ", ".join([str(k) for k in i.indices])
-    return (f"extractvalue {a.type} {a.get_reference()}, {indices} "
-            f"{_md(i) if i.metadata else ''}\n")
-
-
-# exact class -> printer of its ``descr`` text (what follows "%name = ")
+# exact class -> name of the _Printer method printing its ``descr`` (what follows
+# "%name = "), for the instruction classes this printer covers
 _PRINTERS = {
-    ins.Instruction: _binary,
-    ins.CastInstr: _cast,
-    ins.LoadInstr: _load,
-    ins.StoreInstr: _store,
-    ins.GEPInstr: _gep,
-    ins.CallInstr: _call,
-    ins.Branch: _terminator,
-    ins.ConditionalBranch: _terminator,
-    ins.Ret: _ret,
-    ins.PhiInstr: _phi,
-    ins.SelectInstr: _select,
-    ins.ICMPInstr: _compare,
-    ins.FCMPInstr: _compare,
-    ins.AllocaInstr: _alloca,
-    ins.ExtractValue: _extract_value,
+    ins.Instruction: "binary",
+    ins.CastInstr: "cast",
+    ins.LoadInstr: "load",
+    ins.StoreInstr: "store",
+    ins.GEPInstr: "gep",
+    ins.CallInstr: "call",
+    ins.Branch: "terminator",
+    ins.ConditionalBranch: "terminator",
+    ins.Ret: "ret",
+    ins.PhiInstr: "phi",
+    ins.SelectInstr: "select",
+    ins.ICMPInstr: "compare",
+    ins.FCMPInstr: "compare",
+    ins.AllocaInstr: "alloca",
+    ins.ExtractValue: "extract_value",
 }
-
-COVERED = tuple(cls.__name__ for cls in _PRINTERS)
-
-
-def _instruction_line(i, _void=ir.VoidType) -> str:
-    """``str(i)``: llvmlite's NamedValue text (reference, descr, right-stripped)."""
-    cached = i.__dict__.get(_CACHED_STR)
-    if cached is not None:
-        return cached
-    printer = _PRINTERS.get(type(i))
-    if printer is None:
-        return str(i)
-    if isinstance(i.type, _void):
-        return printer(i).rstrip()
-    return f"{i.get_reference()} = {printer(i)}".rstrip()
+COVERED = tuple(sorted(cls.__name__ for cls in _PRINTERS))
 
 
-def _function_text(fn) -> str:
-    buf: list = []
-    fn.descr_prototype(buf)
-    if fn.blocks:
-        buf.append("{\n")
-        line = _instruction_line
-        for blk in fn.blocks:
-            buf.append(f"{blk._format_name()}:\n")
-            buf += [f"  {line(i)}\n" for i in blk.instructions]
-        buf.append("}\n")
-    return "".join(buf)
+def _named_classes(prefix: str, classes) -> dict:
+    """class -> reference prefix, for classes whose reference is llvmlite's quoted name."""
+    return {c: prefix for c in classes
+            if c._get_reference is val.NamedValue._get_reference and c.name_prefix == prefix}
+
+
+_NAMED = {**_named_classes("%", (val.Argument, val.Block, *_PRINTERS)),
+          **_named_classes("@", (ir.Function, ir.GlobalVariable))}
+
+
+def _quoted(prefix: str, name: str) -> str:
+    if "\\" in name or '"' in name:
+        name = name.replace("\\", "\\5c").replace('"', "\\22")
+    return f'{prefix}"{name}"'
+
+
+class _Printer:
+    """One print of one module: the references and type texts made so far (by id; the
+    module keeps every value and type alive while it is printed)."""
+
+    def __init__(self):
+        self.refs: dict = {}
+        self.typed: dict = {}
+        self.types: dict = {}
+        self.lines = {cls: getattr(self, name) for cls, name in _PRINTERS.items()}
+
+    # -- the pieces of a line --------------------------------------------------------
+    def type(self, t) -> str:
+        s = self.types.get(id(t))
+        if s is None:
+            s = t.__dict__.get(_CACHED_STR)
+            if s is None:
+                cls = type(t)
+                if cls is ty.IntType:
+                    s = f"i{t.width:d}"
+                elif (cls is ty._TypedPointerType and ir_layer_typed_pointers_enabled
+                      and t.addrspace == 0):
+                    s = self.type(t.pointee) + "*"
+                else:
+                    s = str(t)
+            self.types[id(t)] = s
+        return s
+
+    def ref(self, v) -> str:
+        s = self.refs.get(id(v))
+        if s is None:
+            s = v.__dict__.get(_CACHED_REF)
+            if s is None:
+                cls = type(v)
+                prefix = _NAMED.get(cls)
+                if prefix is not None:
+                    s = _quoted(prefix, v.name)
+                elif cls is ir.Constant:
+                    s = self._constant(v)
+                else:
+                    s = v.get_reference()
+            self.refs[id(v)] = s
+        return s
+
+    @staticmethod
+    def _constant(v) -> str:
+        """Constant._get_reference, without its cache."""
+        c = v.constant
+        if c is None:
+            return v.type.null
+        if c is ir.Undefined or isinstance(c, bytearray):
+            return v.get_reference()
+        return v.type.format_constant(c)
+
+    def operand(self, v) -> str:
+        """``type ref``."""
+        s = self.typed.get(id(v))
+        if s is None:
+            s = self.typed[id(v)] = f"{self.type(v.type)} {self.ref(v)}"
+        return s
+
+    def metadata(self, i) -> str:
+        """The ``, !name !ref`` suffix of an instruction's attached metadata."""
+        return "".join([f", !{k} {v.get_reference()}" for k, v in i.metadata.items()])
+
+    # -- instruction lines (their ``descr`` text) --------------------------------------
+    def binary(self, i) -> str:
+        """Arithmetic, logic and unary ops: the plain Instruction class."""
+        op = i.opname
+        if i.flags:
+            op = " ".join([op] + i.flags)
+        operands = ", ".join([self.ref(o) for o in i.operands])
+        return f"{op} {self.type(i.type)} {operands}{self.metadata(i) if i.metadata else ''}\n"
+
+    def cast(self, i) -> str:
+        (v,) = i.operands
+        return (f"{i.opname} {self.operand(v)} to {self.type(i.type)} "
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def load(self, i) -> str:
+        (v,) = i.operands
+        align = f", align {i.align:d}" if i.align is not None else ""
+        return (f"load {self.type(i.type)}, {self.operand(v)}{align}"
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def store(self, i) -> str:
+        v, p = i.operands
+        align = f", align {i.align:d}" if i.align is not None else ""
+        return (f"store {self.operand(v)}, {self.operand(p)}{align}"
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def gep(self, i) -> str:
+        operand = self.operand
+        indices = ", ".join([operand(x) for x in i.indices])
+        op = "getelementptr inbounds" if i.inbounds else "getelementptr"
+        return (f"{op} {self.type(i.source_etype)}, {operand(i.pointer)}, {indices} "
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def call(self, i) -> str:
+        callee = i.operands[0]
+        fnty = callee.ftype if type(callee) is ir.Function else callee.function_type
+        operand, attrs = self.operand, i.arg_attributes
+        if attrs:
+            args = ", ".join([
+                f"{self.type(a.type)} {' '.join(attrs[k]._to_list(a.type))} {self.ref(a)}"
+                if k in attrs else operand(a) for k, a in enumerate(i.operands[1:])])
+        else:
+            args = ", ".join([operand(a) for a in i.operands[1:]])
+        callee_ref = f"{self.type(fnty if fnty.var_arg else fnty.return_type)} {self.ref(callee)}"
+        if i.cconv:
+            callee_ref = f"{i.cconv} {callee_ref}"
+        tail = f"{i.tail} " if i.tail else ""
+        fn_attrs = " " + " ".join(i.attributes._to_list(fnty.return_type)) if i.attributes else ""
+        fm = " " + " ".join(i.fastmath._to_list(fnty.return_type)) if i.fastmath else ""
+        return (f"{tail}{i.opname}{fm} {callee_ref}({args}){fn_attrs}"
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def terminator(self, i) -> str:
+        """``br`` (conditional or not): typed operands, no newline (as llvmlite)."""
+        operands = ", ".join([self.operand(o) for o in i.operands])
+        return f"{i.opname} {operands}{self.metadata(i) if i.metadata else ''}"
+
+    def ret(self, i) -> str:
+        md = self.metadata(i) if i.metadata else ""
+        if i.operands:
+            return f"{i.opname} {self.operand(i.operands[0])}{md}\n"
+        return f"{i.opname}{md}\n"
+
+    def phi(self, i) -> str:
+        ref = self.ref
+        incs = ", ".join([f"[{ref(v)}, {ref(b)}]" for v, b in i.incomings])
+        return (f"phi {' '.join(i.flags)} {self.type(i.type)} {incs} "
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def select(self, i) -> str:
+        c, x, y = i.operands[:3]
+        operand = self.operand
+        return (f"select {' '.join(i.flags)} {operand(c)}, {operand(x)}, {operand(y)} "
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def compare(self, i) -> str:
+        x, y = i.operands[0], i.operands[1]
+        flags = "".join([" " + f for f in i.flags])
+        return (f"{i.opname}{flags} {i.op} {self.operand(x)}, {self.ref(y)} "
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    def alloca(self, i) -> str:
+        out = f"{i.opname} {self.type(i.allocated_type)}"
+        if i.operands:
+            (n,) = i.operands
+            out += f", {self.operand(n)}"
+        if i.align is not None:
+            out += f", align {i.align}"
+        if i.metadata:
+            out += self.metadata(i)
+        return out
+
+    def extract_value(self, i) -> str:
+        indices = ", ".join([str(k) for k in i.indices])
+        return (f"extractvalue {self.operand(i.aggregate)}, {indices} "
+                f"{self.metadata(i) if i.metadata else ''}\n")
+
+    # -- whole functions -----------------------------------------------------------------
+    def instruction(self, i) -> str:
+        """``str(i)``: llvmlite's NamedValue text (reference, descr, right-stripped)."""
+        cached = i.__dict__.get(_CACHED_STR)
+        if cached is not None:
+            return cached
+        line = self.lines.get(type(i))
+        if line is None:
+            return str(i)
+        if isinstance(i.type, ty.VoidType):
+            return line(i).rstrip()
+        return f"{self.ref(i)} = {line(i)}".rstrip()
+
+    def argument(self, a) -> str:
+        """``str(a)`` of an Argument (with its parameter attributes)."""
+        attrs = a.attributes
+        if attrs or attrs.align or attrs.dereferenceable or attrs.dereferenceable_or_null:
+            return f"{self.type(a.type)} {' '.join(attrs._to_list(a.type))} {self.ref(a)}"
+        return self.operand(a)
+
+    def prototype(self, fn) -> str:
+        """Function.descr_prototype: ``define``/``declare`` line of a function."""
+        rv = fn.return_value
+        if type(rv) is not val.ReturnValue or any(type(a) is not val.Argument for a in fn.args):
+            buf: list = []
+            fn.descr_prototype(buf)
+            return buf[0]
+        rattrs = rv.attributes
+        ret = (f"{' '.join(rattrs._to_list(rv.type))} {self.type(rv.type)}" if rattrs or
+               rattrs.align or rattrs.dereferenceable or rattrs.dereferenceable_or_null
+               else self.type(rv.type))
+        args = ", ".join([self.argument(a) for a in fn.args])
+        attrs = " " + " ".join(fn.attributes._to_list(fn.ftype.return_type)) \
+            if fn.attributes else ""
+        if fn.args:
+            vararg = ", ..." if fn.ftype.var_arg else ""
+        else:
+            vararg = "..." if fn.ftype.var_arg else ""
+        head = " ".join([x for x in ("define" if fn.blocks else "declare", fn.linkage,
+                                     fn.calling_convention, ret) if x])
+        section = f' section "{fn.section}"' if fn.section else ""
+        md = fn._stringify_metadata()
+        md = f" {md}" if md else ""
+        return f"{head} {self.ref(fn)}({args}{vararg}){attrs}{section}{md}\n"
+
+    def function(self, fn) -> str:
+        buf = [self.prototype(fn)]
+        if fn.blocks:
+            buf.append("{\n")
+            line = self.instruction
+            for blk in fn.blocks:
+                buf.append(f"{blk._format_name()}:\n")
+                buf += [f"  {line(i)}\n" for i in blk.instructions]
+            buf.append("}\n")
+        return "".join(buf)
 
 
 def module_text(module: ir.Module) -> str:
     """``str(module)``, faster."""
+    p = _Printer()
     lines = [f'; ModuleID = "{module.name}"',
              f'target triple = "{module.triple}"',
              f'target datalayout = "{module.data_layout}"',
              ""]
     lines += [it.get_declaration() for it in module.get_identified_types().values()]
-    for v in module.globals.values():
-        lines.append(_function_text(v) if type(v) is ir.Function else str(v))
+    lines += [p.function(v) if type(v) is ir.Function else str(v)
+              for v in module.globals.values()]
     lines += module._get_metadata_lines()
     return "\n".join(lines)
