@@ -121,22 +121,21 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
             _emit_init(b, m.fused.reduce, outs[k], out_dtypes[k], extents,
                        plan.patterns[n_in + k], lo, hi)
 
-    listing = [_instructions(m, in_dtypes) for m in members]
+    numbering: dict = {}
+    listing = [_instructions(m, in_dtypes, numbering) for m in members]
     paired = _sigmoid_exp_pairs(listing)
 
     def body(offsets):
         # inputs are loaded on first use, possibly after an earlier member's store: only
         # a group of one computes in place (memory.plan_memory), so no store hits them
-        loaded = {}
         values = {}
 
         def value(key):
-            if key[0] == "in":
+            v = values.get(key)
+            if v is None:                           # input key[1], not loaded yet
                 u = key[1]
-                if u not in loaded:
-                    loaded[u] = load(b, ins[u], offsets[u], in_dtypes[u], name=f"x{u}")
-                return loaded[u]
-            return values[key]
+                v = values[key] = load(b, ins[u], offsets[u], in_dtypes[u], name=f"x{u}")
+            return v
 
         for k, m in enumerate(members):
             for key, op, arg_keys, arg_dts, dt in listing[k]:
@@ -175,19 +174,23 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     return fn
 
 
-def _instructions(member, in_dtypes):
+def _instructions(member, in_dtypes, numbering: dict):
     """A member's body as (key, op, argument keys, argument dtypes, dtype) in order. The
-    key names the value: ("in", k) for input k, else (op as repr, so -0.0 and 0.0 differ;
-    dtype; argument keys; argument dtypes), so equal keys across members are one value."""
+    key names the value: ("in", k) for input k, else the number ``numbering`` (shared
+    by a group's members) gives to (op as repr, so -0.0 and 0.0 differ; dtype; argument
+    keys; argument dtypes), so equal keys across members are one value. (Numbers, not
+    the nested tuples themselves: hashing those costs the size of the whole expression
+    tree below a value, which grows exponentially with shared subexpressions.)"""
     keys = [("in", u) for u in member.refs]
     dts = [np.dtype(in_dtypes[u]) for u in member.refs]
     out = []
     for (op, args), dt in zip(member.fused.body, member.fused.dtypes):
-        arg_keys, arg_dts = tuple(keys[a] for a in args), tuple(dts[a] for a in args)
-        key = (repr(op), np.dtype(dt), arg_keys, arg_dts)
-        out.append((key, op, arg_keys, arg_dts, np.dtype(dt)))
+        dt = np.dtype(dt)
+        arg_keys, arg_dts = tuple([keys[a] for a in args]), tuple([dts[a] for a in args])
+        key = numbering.setdefault((repr(op), dt, arg_keys, arg_dts), len(numbering))
+        out.append((key, op, arg_keys, arg_dts, dt))
         keys.append(key)
-        dts.append(np.dtype(dt))
+        dts.append(dt)
     return out
 
 
