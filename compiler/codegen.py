@@ -16,7 +16,9 @@ from llvmlite import ir
 from symgraph import dims as D
 from symgraph.errors import UnsupportedError
 from symgraph.op import format_source
+from symgraph.ops.elementwise import Elementwise
 from symgraph.ops.leaves import Placeholder, Shared, Constant
+from .fused import Fused
 from .gcpause import paused_gc
 from .irprint import module_text
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then
@@ -344,9 +346,7 @@ def _materialize_leaf_updates(program):
 
 def _elementwise_kernel(op) -> bool:
     """Ops lowered as one elementwise loop (read element k, write element k)."""
-    from symgraph.ops.elementwise import Elementwise
-    from .fused import Fused
-    return (isinstance(op, Elementwise) or (isinstance(op, Fused) and op.reduce is None))
+    return isinstance(op, Elementwise) or (isinstance(op, Fused) and op.reduce is None)
 
 
 def _legalize(program):
