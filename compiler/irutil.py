@@ -45,8 +45,19 @@ def call_intrinsic(builder, name, args, overload=None, ret=None):
     return builder.call(fn, list(args))
 
 
+_I64: dict = {}
+
+
 def i64(v: int) -> ir.Constant:
-    return ir.Constant(I64, int(v))
+    """The i64 constant ``v``: one shared object per value (constants are immutable, and
+    a kernel uses the same few offsets and strides over and over)."""
+    v = int(v)
+    c = _I64.get(v)
+    if c is None:
+        if len(_I64) >= 4096:
+            _I64.clear()
+        c = _I64[v] = ir.Constant(I64, v)
+    return c
 
 
 def typed_ptr(builder, ptr, dtype):
