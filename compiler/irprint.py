@@ -13,14 +13,23 @@ functions, global variables and plain constants, and integer and typed pointer t
 Everything else (other instruction classes, globals, metadata, other values and
 types) is printed by llvmlite itself, so what this printer does not know can never
 come out wrong; nor can a value or type whose text llvmlite has already cached,
-because that cached text is what is printed.
+because that cached text is what is printed. And should another version of llvmlite
+print a covered class differently, a check on a sample module (once per process)
+hands every module to llvmlite's own printing.
 """
 from __future__ import annotations
 
-from llvmlite import ir, ir_layer_typed_pointers_enabled
+import functools
+
+import llvmlite
+from llvmlite import ir
 from llvmlite.ir import instructions as ins
 from llvmlite.ir import types as ty
 from llvmlite.ir import values as val
+
+# llvmlite before 0.45 printed typed pointers only and had no switch for it
+_TYPED_POINTERS = getattr(llvmlite, "ir_layer_typed_pointers_enabled", True)
+_TYPED_POINTER = getattr(ty, "_TypedPointerType", None)
 
 # llvmlite's caches of a value's or type's text and of a value's reference: the
 # name-mangled attributes of its _StrCaching and _StringReferenceCaching mixins
@@ -84,8 +93,7 @@ class _Printer:
                 cls = type(t)
                 if cls is ty.IntType:
                     s = f"i{t.width:d}"
-                elif (cls is ty._TypedPointerType and ir_layer_typed_pointers_enabled
-                      and t.addrspace == 0):
+                elif cls is _TYPED_POINTER and _TYPED_POINTERS and t.addrspace == 0:
                     s = self.type(t.pointee) + "*"
                 else:
                     s = str(t)
@@ -284,7 +292,14 @@ class _Printer:
 
 
 def module_text(module: ir.Module) -> str:
-    """``str(module)``, faster."""
+    """``str(module)``, faster (and llvmlite's own ``str(module)`` when this llvmlite
+    prints a sample module differently: see ``agrees_with_llvmlite``)."""
+    if not agrees_with_llvmlite():
+        return str(module)
+    return _text(module)
+
+
+def _text(module: ir.Module) -> str:
     p = _Printer()
     lines = [f'; ModuleID = "{module.name}"',
              f'target triple = "{module.triple}"',
@@ -295,3 +310,51 @@ def module_text(module: ir.Module) -> str:
               for v in module.globals.values()]
     lines += module._get_metadata_lines()
     return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=None)
+def agrees_with_llvmlite() -> bool:
+    """Whether this printer writes llvmlite's text for a module with every covered
+    instruction class (checked once per process, in about a millisecond): a version of
+    llvmlite that prints some of them differently gets its own printing instead."""
+    module = _sample_module()
+    return _text(module) == str(module)
+
+
+def _sample_module() -> ir.Module:
+    m = ir.Module(name="sample")
+    i1, i8, i32, f32 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.FloatType()
+    p8 = i8.as_pointer()
+    callee = ir.Function(m, ir.FunctionType(f32, [f32, p8]), name="callee")
+    callee.attributes.add("readnone")
+    callee.args[1].add_attribute("noalias")
+    fn = ir.Function(m, ir.FunctionType(i32, [p8, ir.IntType(64)]), name="fn")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.args[0].add_attribute("noalias")
+    fn.args[0].name = "p"
+    entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
+    b = ir.IRBuilder(entry)
+    slot = b.alloca(ir.ArrayType(i32, 2), name="slot")
+    fp = b.bitcast(fn.args[0], f32.as_pointer())
+    x = b.load(b.gep(fp, [fn.args[1]], inbounds=True), name="x")
+    y = b.fadd(x, ir.Constant(f32, 0.5), flags=("reassoc", "nsz"))
+    z = b.call(callee, [b.fneg(y), fn.args[0]], name="z")
+    b.store(z, b.gep(fp, [ir.Constant(ir.IntType(64), 1)]))
+    b.branch(loop)
+    b.position_at_end(loop)
+    k = b.phi(i32, name="k")
+    k.add_incoming(ir.Constant(i32, 0), entry)
+    k1 = b.add(k, ir.Constant(i32, 1), flags=("nsw",))
+    k.add_incoming(k1, loop)
+    b.store(k1, b.gep(slot, [ir.Constant(i32, 0), ir.Constant(i32, 1)], inbounds=True))
+    more = b.and_(b.icmp_signed("<", k1, ir.Constant(i32, 4)),
+                  b.fcmp_unordered("!=", z, ir.Constant(f32, 0.0)))
+    back = b.cbranch(more, loop, done)
+    back.set_metadata("llvm.loop", m.add_metadata([ir.MetaDataString(m, "hint")]))
+    b.position_at_end(done)
+    pair = ir.Constant(ir.LiteralStructType([i32, i1]), None)
+    b.ret(b.select(b.extract_value(pair, 1), k1, b.zext(ir.Constant(i8, 1), i32)))
+    void = ir.Function(m, ir.FunctionType(ir.VoidType(), []), name="void")
+    ir.IRBuilder(void.append_basic_block("entry")).ret_void()
+    return m

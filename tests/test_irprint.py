@@ -17,6 +17,7 @@ from llvmlite import ir
 import symgraph as sg
 from symgraph.compiler.codegen import compile_program, lower_program
 from symgraph.compiler.gcpause import paused_gc
+from symgraph.compiler import irprint
 from symgraph.compiler.irprint import COVERED, module_text
 from symgraph.errors import SymgraphError
 from .opinfo import all_cases
@@ -224,6 +225,22 @@ def test_classes_left_to_llvmlite_and_cached_text():
 def test_covered_classes_are_named():
     assert {"Instruction", "CallInstr", "GEPInstr", "LoadInstr", "StoreInstr",
             "PhiInstr"} <= set(COVERED)
+
+
+def test_installed_llvmlite_passes_the_self_check_on_every_covered_class():
+    """The printer is in use (not bypassed), and its check sees every class it covers."""
+    assert irprint.agrees_with_llvmlite()
+    sample = irprint._sample_module()
+    seen = {type(i).__name__ for f in sample.functions for b in f.blocks for i in b.instructions}
+    assert seen >= set(COVERED)
+
+
+def test_a_disagreeing_llvmlite_gets_its_own_printing(monkeypatch):
+    module = irprint._sample_module()
+    monkeypatch.setattr(irprint, "_text", lambda m: "wrong")
+    assert module_text(module) == "wrong"            # trusted: the fast path prints
+    monkeypatch.setattr(irprint, "agrees_with_llvmlite", lambda: False)
+    assert module_text(module) == str(module)       # not trusted: llvmlite prints
 
 
 # -- the collector pause ----------------------------------------------------------------
