@@ -112,8 +112,9 @@ def _compile_ir(ir_text: str, pool):
     if parts > 1:
         from symgraph.runtime.objects import pack
         from .codegen import SEGMENT
-        from .partition import split
-        texts = split(ir_text, SEGMENT, parts)
+        from .partition import split, KERNEL
+        # along segments when the module has them, else along its kernels
+        texts = split(ir_text, SEGMENT, parts) or split(ir_text, KERNEL, parts)
         if texts is not None:
             big = target.is_big(ir_text)
             objects = pool.compile(texts, lambda text: target.compile_object(text, big=big),
@@ -123,7 +124,7 @@ def _compile_ir(ir_text: str, pool):
     big = target.is_big(ir_text)
     mod = target.parse_and_optimize(ir_text, big=big)
     t = time.perf_counter()
-    return target.emit_object(mod, big=big), t, 1
+    return target.emit_object(mod), t, 1
 
 
 def constant_values(program, artifact) -> list:

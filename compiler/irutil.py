@@ -41,8 +41,24 @@ def call_intrinsic(builder, name, args, overload=None, ret=None):
     """Call ``llvm.<name>`` overloaded on the first argument's type (or ``overload``)."""
     types = overload or [args[0].type]
     fnty = ir.FunctionType(ret or args[0].type, [a.type for a in args])
-    fn = builder.module.declare_intrinsic(name, types, fnty)
+    if any(isinstance(t, ir.VectorType) for t in types):
+        # llvmlite cannot mangle vector types: name the overload here
+        full = ".".join([name] + [_mangle(t) for t in types])
+        fn = builder.module.globals.get(full) or ir.Function(builder.module, fnty, name=full)
+    else:
+        fn = builder.module.declare_intrinsic(name, types, fnty)
     return builder.call(fn, list(args))
+
+
+def _mangle(t) -> str:
+    """An intrinsic's overload suffix for type ``t`` (v8f32, f64, i32...)."""
+    if isinstance(t, ir.VectorType):
+        return f"v{t.count}{_mangle(t.element)}"
+    if isinstance(t, ir.DoubleType):
+        return "f64"
+    if isinstance(t, ir.FloatType):
+        return "f32"
+    return f"i{t.width}"
 
 
 _I64: dict = {}

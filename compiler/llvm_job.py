@@ -6,7 +6,8 @@ functions in-process, so a part compiled by a worker is the code the process its
 would have made.
 
 As a script it reads a request from stdin (one line of JSON: triple, cpu, features,
-opt, big; then the IR text), writes the object to stdout and exits with 0; an error
+opt, big, light_bytes; then the IR text, its last light_bytes bytes the light part
+of partition.separate), writes the object to stdout and exits with 0; an error
 of LLVM's exits with 1 and its message on stderr.
 """
 from __future__ import annotations
@@ -49,14 +50,41 @@ def optimize(binding, tm, mod, *, opt: int, big: bool) -> None:
         _inline_vector_math(binding, mod, tm)
 
 
-def emit(binding, tm, mod, *, big: bool) -> bytes:
-    """The object code of an optimized module. A big module is compiled without loop
-    strength reduction: on x86 the loops address their operands as base + index * size
-    anyway, and LSR took a sixth of LLVM's time on a 1,000-op graph (no measured
-    change in the speed of elementwise kernels). The switch is a global option of
-    LLVM's, so it is set for this object only (callers hold the lock around LLVM)."""
-    if not big:
-        return tm.emit_object(mod)
+def optimize_light(binding, tm, mod, *, big: bool) -> None:
+    """The pipeline of kernels written in vector form (compiler/vector_kernels.py):
+    their bodies and vector math inlined (math is kept out of line in a big module,
+    as in optimize: partition.separate marks it noinline there),
+    instcombine and simplifycfg to clean up the IR as emitted, dead math copies dropped.
+    No vectorizer and none of O2's dozens of passes: a tenth of their time here."""
+    pm = binding.create_new_module_pass_manager()
+    pm.add_always_inliner_pass()     # the kernels' bodies (and math, unless big)
+    pm.add_instruction_combine_pass()
+    pm.add_simplify_cfg_pass()
+    pm.add_global_dead_code_eliminate_pass()
+    pm.run(mod, binding.create_pass_builder(tm, binding.create_pipeline_tuning_options(
+        speed_level=2)))
+
+
+def build(binding, tm, text: str, light: str | None, *, opt: int, big: bool):
+    """The optimized module of a main text and, if any, its light part (see
+    partition.separate) optimized apart and linked in."""
+    mod = parse(binding, tm, text)
+    optimize(binding, tm, mod, opt=opt, big=big)
+    if light:
+        extra = parse(binding, tm, light)
+        if opt:
+            optimize_light(binding, tm, extra, big=big)
+        mod.link_in(extra)
+    return mod
+
+
+def emit(binding, tm, mod) -> bytes:
+    """The object code of an optimized module, compiled without loop strength
+    reduction: on x86 the loops address their operands as base + index * size anyway,
+    and LSR took a sixth of LLVM's time on a 1,000-op graph and an eighth on an MLP
+    step, for no measured change in the speed of the MLP, CNN and elementwise steps.
+    The switch is a global option of LLVM's, so it is set for this object only
+    (callers hold the lock around LLVM)."""
     binding.set_option("", "-disable-lsr=true")
     try:
         return tm.emit_object(mod)
@@ -78,23 +106,30 @@ def _inline_vector_math(binding, mod, tm) -> None:
 
 
 def main() -> int:
-    head = sys.stdin.buffer.readline()
-    if not head.strip():
-        return 0   # started for a part that never came
-    text = sys.stdin.buffer.read().decode()
+    # LLVM is loaded while the parent is still lowering (about 70 ms), not after the
+    # part has come
     try:
         import llvmlite.binding as binding
         binding.initialize_native_target()
         binding.initialize_native_asmprinter()
+    except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        return 3
+    head = sys.stdin.buffer.readline()
+    if not head.strip():
+        return 0   # started for a part that never came
+    data = sys.stdin.buffer.read()
+    try:
         request = json.loads(head)
+        cut = len(data) - request.get("light_bytes", 0)
+        text, light = data[:cut].decode(), data[cut:].decode() or None
         tm = machine(binding, request["triple"], request["cpu"], request["features"])
     except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 3
     try:
-        mod = parse(binding, tm, text)
-        optimize(binding, tm, mod, opt=request["opt"], big=request["big"])
-        obj = emit(binding, tm, mod, big=request["big"])
+        mod = build(binding, tm, text, light, opt=request["opt"], big=request["big"])
+        obj = emit(binding, tm, mod)
     except Exception as exc:  # noqa: BLE001  reported by the parent
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 1

@@ -4,8 +4,15 @@ An emitter takes the builder, the op, its argument registers (already converted 
 the dtype the op computes in) and that dtype, and returns the result register.
 Transcendental functions are calls to the module's out-of-line vecmath functions
 (vecmath_lib: the loop vectorizer maps them to their vector variants).
+
+Inside ``vector_lanes(n)`` registers are <n x T> vectors (vector_kernels.py): the same
+emitters then build lane-wise IR, constants are splats, and math calls go straight to
+the vector variants.
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import numpy as np
 from llvmlite import ir
@@ -28,18 +35,78 @@ def emits(*classes):
     return deco
 
 
+_LANES = contextvars.ContextVar("symgraph_vector_lanes", default=0)
+
+
+@contextlib.contextmanager
+def vector_lanes(lanes: int):
+    """Emit on <lanes x T> registers in this block (0: scalars)."""
+    token = _LANES.set(lanes)
+    try:
+        yield
+    finally:
+        _LANES.reset(token)
+
+
+def lanes() -> int:
+    return _LANES.get()
+
+
+def reg_type(dtype) -> ir.Type:
+    """The register type of ``dtype``: a scalar, or a vector inside vector_lanes."""
+    t = value_type(dtype)
+    n = _LANES.get()
+    return ir.VectorType(t, n) if n else t
+
+
+def is_bool_reg(v) -> bool:
+    t = v.type
+    return (t.element if isinstance(t, ir.VectorType) else t) == I1
+
+
 def is_float_dt(dt) -> bool:
     return np.dtype(dt).kind == "f"
 
 
 def constant(dtype, value) -> ir.Constant:
     dt = np.dtype(dtype)
+    n = _LANES.get()
+    if n:
+        return splat(ir.VectorType(value_type(dt), n), _scalar_constant(dt, value))
+    return _scalar_constant(dt, value)
+
+
+def _scalar_constant(dt, value) -> ir.Constant:
     t = value_type(dt)
     if dt == np.bool_:
         return ir.Constant(t, int(bool(value)))
     if dt.kind == "f":
         return ir.Constant(t, float(value))
     return ir.Constant(t, int(value))
+
+
+_SPLATS: dict = {}
+
+
+class _Splat(ir.FormattedConstant):
+    def __init__(self, typ, text: str):
+        # not through Constant.__init__: a vector type would wrap the text lane by lane
+        self.type = typ
+        self.constant = text
+
+
+def splat(vty, scalar: ir.Constant) -> ir.Constant:
+    """The vector constant with every lane ``scalar``, written ``splat (T v)``: llvmlite
+    would spell out (and format) every lane, a good part of printing a vector kernel.
+    ``scalar`` may already be a splat (``constant`` inside vector_lanes)."""
+    if isinstance(scalar.type, ir.VectorType):
+        return scalar
+    text = f"splat ({scalar.type} {scalar.get_reference()})"
+    key = (str(vty), text)
+    c = _SPLATS.get(key)
+    if c is None:
+        c = _SPLATS[key] = _Splat(vty, text)
+    return c
 
 
 def convert(b, v, src, dst):
@@ -49,11 +116,11 @@ def convert(b, v, src, dst):
     src, dst = np.dtype(src), np.dtype(dst)
     if src == dst:
         return v
-    st, dt = value_type(src), value_type(dst)
+    st, dt = reg_type(src), reg_type(dst)
     if dst == np.bool_:
         if src.kind == "f":
-            return b.fcmp_unordered("!=", v, ir.Constant(st, 0.0))
-        return b.icmp_signed("!=", v, ir.Constant(st, 0))
+            return b.fcmp_unordered("!=", v, constant(src, 0.0))
+        return b.icmp_signed("!=", v, constant(src, 0))
     if src == np.bool_:
         return b.uitofp(v, dt) if dst.kind == "f" else b.zext(v, dt)
     if src.kind == "f" and dst.kind == "f":
@@ -97,7 +164,7 @@ def emit_op(b, op, args, in_dtypes, out_dtype):
     if emitter is None:
         raise UnsupportedError(f"no native lowering for elementwise op {op.name}")
     res = emitter(b, op, conv, cdt)
-    res_dt = np.dtype(bool) if res.type == I1 else (out_dtype if isinstance(op, E.Cast) else cdt)
+    res_dt = np.dtype(bool) if is_bool_reg(res) else (out_dtype if isinstance(op, E.Cast) else cdt)
     if isinstance(op, E.Cast):
         return convert(b, res, cdt, out_dtype)
     return convert(b, res, res_dt, out_dtype)
@@ -215,13 +282,13 @@ def _or(b, op, args, dt):
 
 @emits(E.LogicalNot)
 def _not(b, op, args, dt):
-    return b.xor(args[0], ir.Constant(I1, 1))
+    return b.xor(args[0], constant(np.bool_, 1))
 
 
 @emits(E.IsFinite)
 def _isfinite(b, op, args, dt):
     if not is_float_dt(dt):
-        return ir.Constant(I1, 1)
+        return constant(np.bool_, 1)
     a = _intrinsic(b, "llvm.fabs", dt, args)
     return b.fcmp_ordered("<", a, constant(dt, np.inf))
 

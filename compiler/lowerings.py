@@ -23,6 +23,10 @@ from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OP
 from .lower_scalar import constant, convert
 from . import vecmath
 from .parallel import call_kernel, MATH_COST
+from .vector_kernels import lanes_for
+
+# Fused kernels in vector form where they can be (vector_kernels.py)
+VECTOR_KERNELS = True
 
 VIEW_OPS.add(S.Reshape)
 
@@ -89,7 +93,9 @@ def _lower_loop(ctx, nid):
     if fn is None:
         label = fuseds[0].name if len(group) == 1 else f"group{len(group)}"
         fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
-                        plan, in_place=in_place, interleave_math=not _big_program(ctx))
+                        plan, in_place=in_place, interleave_math=not _big_program(ctx),
+                        lanes=lanes_for(members, in_dtypes, out_dtypes, plan.extents)
+                        if VECTOR_KERNELS else 0)
         ctx.kernel_cache[key] = fn
     splittable, reduced = _split_plan(plan, fuseds, out_dtypes, len(in_ids), in_place)
     call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],
@@ -193,30 +199,39 @@ def lower_softmax(ctx, nid):
     fn, b = new_kernel(ctx, "k.log_softmax" if log else "k.softmax", 2, 3, ["out", "x"])
     out, src = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
     n_outer, n, n_inner = fn.args[2:]
-    zero = constant(dt, 0.0)
+    shape = _split(ctx.type(x).shape, op.axis)
     with for_range(b, n_outer, name="o") as o:
-        with for_range(b, n_inner, name="j") as j:
-            base = b.add(b.mul(b.mul(o, n), n_inner), j)
-
-            def at(i):
-                return b.add(base, b.mul(i, n_inner))
-            m = _reduce_loop(b, n, lambda i: load(b, src, at(i), dt), "max", dt)
-            finite = b.fcmp_ordered("<", call_intrinsic(b, "llvm.fabs", [m]),
-                                    constant(dt, np.inf))
-            m = b.select(finite, m, zero)
-            s = _reduce_loop(b, n, lambda i: vecmath.exp(
-                b, b.fsub(load(b, src, at(i), dt), m), dt), "sum", dt)
-            if log:
-                lse = b.fadd(vecmath.log(b, s, dt), m)
-                with for_range(b, n, name="w", loop_metadata=_lean(b)) as i:
-                    store(b, b.fsub(load(b, src, at(i), dt), lse), out, at(i), dt)
-            else:
-                inv = b.fdiv(constant(dt, 1.0), s)
-                with for_range(b, n, name="w", loop_metadata=_lean(b)) as i:
-                    e = vecmath.exp(b, b.fsub(load(b, src, at(i), dt), m), dt)
-                    store(b, b.fmul(e, inv), out, at(i), dt)
+        if type(shape[2]) is int and shape[2] == 1:
+            # along the last axis (the usual case) rows are contiguous: no loop over the
+            # inner extent, no stride the vectorizer would version its loops for
+            base = b.mul(o, n)
+            _softmax_row(b, log, dt, out, src, n, lambda i: b.add(base, i))
+        else:
+            with for_range(b, n_inner, name="j") as j:
+                base = b.add(b.mul(b.mul(o, n), n_inner), j)
+                _softmax_row(b, log, dt, out, src, n,
+                             lambda i: b.add(base, b.mul(i, n_inner)))
     b.ret_void()
-    _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], _split(ctx.type(x).shape, op.axis))
+    _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], shape)
+
+
+def _softmax_row(b, log, dt, out, src, n, at):
+    """One softmax (or log_softmax) of ``n`` elements at offsets ``at(i)``: a max, a
+    sum of exponentials, a write."""
+    m = _reduce_loop(b, n, lambda i: load(b, src, at(i), dt), "max", dt)
+    finite = b.fcmp_ordered("<", call_intrinsic(b, "llvm.fabs", [m]), constant(dt, np.inf))
+    m = b.select(finite, m, constant(dt, 0.0))
+    s = _reduce_loop(b, n, lambda i: vecmath.exp(b, b.fsub(load(b, src, at(i), dt), m), dt),
+                     "sum", dt)
+    if log:
+        lse = b.fadd(vecmath.log(b, s, dt), m)
+        with for_range(b, n, name="w", loop_metadata=_lean(b)) as i:
+            store(b, b.fsub(load(b, src, at(i), dt), lse), out, at(i), dt)
+    else:
+        inv = b.fdiv(constant(dt, 1.0), s)
+        with for_range(b, n, name="w", loop_metadata=_lean(b)) as i:
+            e = vecmath.exp(b, b.fsub(load(b, src, at(i), dt), m), dt)
+            store(b, b.fmul(e, inv), out, at(i), dt)
 
 
 def _lean(b):

@@ -21,6 +21,10 @@ Linkage across parts:
   word); a module whose private variables are used outside the first part is not
   split (``split`` returns None).
 
+A module lowered without segments (a graph of a few dozen steps, like an MLP's
+training step) is split along its kernels and parallel dispatchers (functions named
+``k.<op>.<n>`` and ``par.<...>.<n>``, which the entry calls) in the same way.
+
 The text is llvmlite's: a function is a ``define`` line, an opening brace on a line of
 its own, its body and a ``}`` line; metadata lines start with ``!``.
 """
@@ -106,18 +110,26 @@ def _closure(mod: Module, roots, stop=frozenset()) -> list:
 
 
 def _weight(mod: Module, names) -> int:
-    """A guess of LLVM's time for these functions: its cost is mostly per loop."""
+    """A guess of LLVM's time for these functions: its cost is mostly per loop (half as
+    much in kernels already in vector form: the light pipeline)."""
+    from .vector_kernels import LIGHT_ATTRIBUTE
     total = 0
     for n in names:
         lines = mod.functions[n].lines
         if "optnone" in lines[0]:
             total += len(lines) // 10
+        elif LIGHT_ATTRIBUTE in lines[0]:
+            total += len(lines) + LOOP_WEIGHT // 2 * sum(1 for x in lines
+                                                         if is_loop_header(x))
         else:
             total += len(lines) + LOOP_WEIGHT * sum(1 for x in lines if is_loop_header(x))
     return total
 
 
 LOOP_WEIGHT = 100
+# The units of a module without segments: its kernels and their parallel dispatchers
+# (compiler/parallel.py), by the prefixes of their names.
+KERNEL = ("k", "par")
 
 
 def is_loop_header(line: str) -> bool:
@@ -127,13 +139,15 @@ def is_loop_header(line: str) -> bool:
 
 
 def count_loops(text: str) -> int:
-    return len(re.findall(r"^[^ \n]*\.cond:$", text, re.M))
+    # a plain count: the regex form of is_loop_header took 17 ms on an MLP step
+    return text.count(".cond:\n")
 
 
 def plan(mod: Module, units: list, parts: int) -> list:
-    """Contiguous runs of ``units`` (segment names), one per part, of about equal cost
-    (_weight of the functions each run reaches, a function shared by segments of one
-    run counted once); the first part also carries everything else."""
+    """Contiguous runs of ``units`` (segment or kernel names), one per part, of about
+    equal cost (_weight of the functions each run reaches, a function shared by units
+    of one run counted once); the first part also carries everything else, and its run
+    may be empty."""
     unit_set = set(units)
     roots = [n for n in mod.functions if n not in unit_set and not mod.functions[n].internal]
     base = _weight(mod, _closure(mod, [r for r in roots if not _is_vector_math(r)], unit_set))
@@ -147,8 +161,11 @@ def plan(mod: Module, units: list, parts: int) -> list:
     runs, current, load = [], [], base
     for u, size in zip(units, steps):
         # a new run starts where this one's end is nearer its share than with ``u``
+        # (the first may hold no unit at all: the entry and what it alone reaches can
+        # be its share)
         share = total * (len(runs) + 1) / parts
-        if current and len(runs) < parts - 1 and abs(load - share) <= abs(load + size - share):
+        if (current or not runs) and len(runs) < parts - 1 and \
+                abs(load - share) <= abs(load + size - share):
             runs.append(current)
             current = []
         current.append(u)
@@ -162,11 +179,13 @@ def _is_vector_math(name: str) -> bool:
     return name.startswith(PREFIX + ".")
 
 
-def split(text: str, unit_prefix: str, parts: int):
+def split(text: str, unit_prefix, parts: int):
     """The module texts of ``parts`` parts (fewer when there are few units), or None
-    when the module cannot be split (see the module docstring)."""
+    when the module cannot be split (see the module docstring). The units are the
+    functions named ``<unit_prefix>.<...>`` (one prefix or a tuple of them)."""
     mod = parse(text)
-    units = [n for n in mod.functions if n.startswith(unit_prefix + ".")]
+    prefixes = (unit_prefix,) if isinstance(unit_prefix, str) else tuple(unit_prefix)
+    units = [n for n in mod.functions if n.startswith(tuple(p + "." for p in prefixes))]
     if parts < 2 or len(units) < 2:
         return None
     runs = plan(mod, units, min(parts, len(units)))
@@ -209,6 +228,58 @@ def split(text: str, unit_prefix: str, parts: int):
             part = re.sub(r'(?<=[@"(])' + re.escape(old) + r'(?=[")])', new, part)
         texts.append(part)
     return texts
+
+
+def separate(text: str, light_attribute: str, *, inline_math: bool = True):
+    """(main, light): the module's text without the functions marked with
+    ``light_attribute`` (kernels already in vector form, compiler/vector_kernels.py),
+    which it declares instead, and a module of those functions with what they reach,
+    for the light pipeline (llvm_job.optimize_light). ``light`` is None when nothing is
+    marked (or when the marked functions use a variable that cannot be shared).
+
+    The marked kernels become ``hidden`` in ``light``; the vector math they call is
+    copied there as ``internal`` (the linker renames it away from the main module's
+    copy), so the two modules link into one; ``inline_math=False`` (a big module) makes
+    those copies ``noinline``, as the main module keeps its math out of line."""
+    if light_attribute not in text:
+        return text, None
+    mod = parse(text)
+    light = [n for n, f in mod.functions.items() if light_attribute in f.lines[0]]
+    if not light:
+        return text, None
+    light_set = set(light)
+    reach = _closure(mod, light)
+    used = set().union(*(mod.functions[n].refs for n in reach))
+    glob = []
+    for g in sorted(used & set(mod.globals)):
+        line = mod.globals[g]
+        if not re.search(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b', line):
+            line = _external_global(line)
+            if line is None:
+                return text, None
+        glob.append(line)
+    out = list(mod.header) + list(mod.declares) + glob
+    for n in reach:
+        body = list(mod.functions[n].lines)
+        if n in light_set:
+            body[0] = body[0].replace("define internal", "define hidden", 1)
+        elif not mod.functions[n].internal:
+            body[0] = re.sub(r"^define\s+(?:(?:hidden|protected|dso_local)\s+)*",
+                             "define internal ", body[0], count=1)
+            if not inline_math:
+                body[0] = re.sub(r"\balwaysinline\b", "noinline", body[0])
+        out.extend(body)
+    out.extend(mod.metadata)
+    roots = [n for n, f in mod.functions.items()
+             if n not in light_set and not f.internal and not _is_vector_math(n)]
+    keep = _closure(mod, roots, light_set)
+    main = list(mod.header) + list(mod.declares) + list(mod.globals.values())
+    main += [_declaration(mod.functions[n]) for n in light]
+    for n in mod.functions:          # in the text's order
+        if n in keep:
+            main.extend(mod.functions[n].lines)
+    main.extend(mod.metadata)
+    return "\n".join(main) + "\n", "\n".join(out) + "\n"
 
 
 def _external_global(line: str):

@@ -63,29 +63,30 @@ def is_big(ir_text: str) -> bool:
 def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
     """Parse IR text, verify it, and run the O2/O3 pipeline with vectorization on
     (a lighter one for big modules, see BIG_MODULE_FUNCTIONS; ``big`` overrides the
-    count of functions)."""
+    count of functions); kernels already in vector form get the light pipeline
+    apart and are linked in (llvm_job.build)."""
     from . import llvm_job
+    from .partition import separate
+    from .vector_kernels import LIGHT_ATTRIBUTE
     b = llvm()
     big = is_big(ir_text) if big is None else big
+    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
     with _lock:
-        tm = _shared_tm()
-        mod = llvm_job.parse(b, tm, ir_text)
-        llvm_job.optimize(b, tm, mod, opt=opt, big=big)
-        return mod
+        return llvm_job.build(b, _shared_tm(), main, light, opt=opt, big=big)
 
 
 def compile_object(ir_text: str, *, big: bool | None = None) -> bytes:
     """Object code of IR text: parsed, optimized and emitted as a worker would
     (llvm_job.py)."""
     big = is_big(ir_text) if big is None else big
-    return emit_object(parse_and_optimize(ir_text, big=big), big=big)
+    return emit_object(parse_and_optimize(ir_text, big=big))
 
 
-def emit_object(mod, *, big: bool = False) -> bytes:
-    """Object code of an optimized module (``big``: see llvm_job.emit)."""
+def emit_object(mod) -> bytes:
+    """Object code of an optimized module (llvm_job.emit)."""
     from .llvm_job import emit
     with _lock:
-        return emit(llvm(), _shared_tm(), mod, big=big)
+        return emit(llvm(), _shared_tm(), mod)
 
 
 def emit_assembly(mod) -> str:

@@ -50,8 +50,16 @@ def vector_widths() -> tuple:
 
 
 def call(b, name: str, args, dt):
-    """``vecmath.<name>(*args)`` through the module's out-of-line function."""
-    return b.call(function(b.module, name, np.dtype(dt), len(args)), list(args))
+    """``vecmath.<name>(*args)`` through the module's out-of-line function: the scalar
+    one, or for vector registers (vector_kernels.py) the vector variant of their width."""
+    dt = np.dtype(dt)
+    fn = function(b.module, name, dt, len(args))
+    ty = args[0].type
+    if isinstance(ty, ir.VectorType):
+        fn = b.module.globals.get(f"{fn.name}.v{ty.count}")
+        if fn is None:
+            raise ValueError(f"no {ty.count}-lane variant of {name} for {dt.name}")
+    return b.call(fn, list(args))
 
 
 def function(module, name: str, dt, arity: int = 1) -> ir.Function:

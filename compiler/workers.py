@@ -1,4 +1,4 @@
-"""LLVM on several cores: the parts of a big module (partition.py) compiled at once.
+"""LLVM on several cores: the parts of a module (partition.py) compiled at once.
 
 llvmlite serializes every call into LLVM behind one lock, so threads cannot share the
 work; worker processes can. Each worker is a fresh interpreter running llvm_job.py
@@ -8,7 +8,7 @@ the first part meanwhile. The objects travel together as one bundle
 (runtime/objects.py), which the JIT loads and the linker links as a whole.
 
 Workers are used when the module is big enough for the split to pay (a worker costs
-about a tenth of a second to start) and the machine has more than one usable core
+about a tenth of a second to start, spent loading LLVM while this process lowers) and the machine has more than one usable core
 (``$SYMGRAPH_COMPILE_WORKERS`` sets the count; 0 or 1 turns workers off). A worker
 that cannot start or fails leaves its part to this process, which then compiles it
 itself (and raises LLVM's error, if that is what failed); a worker killed by a crash
@@ -26,10 +26,10 @@ import threading
 # A part should hold at least this many loops (LLVM spends several milliseconds on
 # each), and workers are started (before lowering, so that their start-up of about a
 # tenth of a second overlaps it) for a graph of at least this many nodes per part. An
-# MLP step (about 20 loops, 0.25 s of LLVM) stays in one piece: split in two it gained
-# less than a tenth of a second with a core to spare, and lost as much on a busy machine.
-MIN_LOOPS_PER_PART = 40
-MIN_NODES_PER_PART = 64
+# MLP step (44 nodes, 34 loops, about 0.35 s of LLVM in one piece) compiles in two
+# parts along its kernels on two cores.
+MIN_LOOPS_PER_PART = 16
+MIN_NODES_PER_PART = 20
 TIMEOUT = 600.0        # seconds a part may take before its worker is stopped
 _CRASHES = {getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT")
             if hasattr(signal, name)}
@@ -84,7 +84,12 @@ class Worker:
         self.index = index
         if self.proc is None:
             return
-        data = json.dumps(request).encode() + b"\n" + text.encode()
+        from .partition import separate
+        from .vector_kernels import LIGHT_ATTRIBUTE
+        main, light = separate(text, LIGHT_ATTRIBUTE, inline_math=not request["big"])
+        light = (light or "").encode()
+        data = (json.dumps(dict(request, light_bytes=len(light))).encode() + b"\n"
+                + main.encode() + light)
         self.thread = threading.Thread(target=self._talk, args=(data,), daemon=True,
                                        name=f"symgraph-llvm-worker-{index}")
         self.thread.start()

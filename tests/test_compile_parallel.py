@@ -1,6 +1,7 @@
-"""A big module compiled in parts by worker processes (compiler/partition.py,
-compiler/workers.py) computes what the one-module compile computes, through the disk
-cache and the shared library too; a failing worker leaves its part to the process."""
+"""A module compiled in parts (along its segments or its kernels) by worker processes
+(compiler/partition.py, compiler/workers.py) computes what the one-module compile
+computes, through the disk cache and the shared library too; a failing worker leaves
+its part to the process."""
 import os
 import re
 import subprocess
@@ -23,6 +24,18 @@ def split_small(monkeypatch, tmp_path):
     """Segments of two steps, split into two parts even for a small module."""
     monkeypatch.setattr(codegen, "SEGMENT_STEPS", 2)
     monkeypatch.setattr(codegen, "SEGMENTED_FROM", 2)
+    monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
+    monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
+    monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
+    cache.clear_memory()
+    yield
+    cache.clear_memory()
+
+
+@pytest.fixture
+def split_kernels(monkeypatch, tmp_path):
+    """No segments (a small module), split along its kernels into two parts."""
     monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
     monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
     monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
@@ -194,6 +207,58 @@ def test_an_llvm_error_in_a_part_is_raised_as_without_workers(split_small):
 def test_parts_compute_exactly_what_one_module_computes(split_small, monkeypatch):
     """Large enough for loops split across threads (the runtime's thread count word is
     then used by every part): the same code in two parts gives the same bits."""
+    results = []
+    for workers_flag in ("1", "2"):
+        monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", workers_flag)
+        monkeypatch.setenv("SYMGRAPH_CACHE_DIR", "off")
+        cache.clear_memory()
+        with sg.Graph():
+            x, ws, loss, updates = _mlp("float32", depth=3, width=64)
+            f = sg.function([x], loss, updates=updates)
+            xv = np.random.default_rng(1).standard_normal((3000, 64)).astype(np.float32)
+            results.append(([f(xv) for _ in range(2)], [w.get_value() for w in ws],
+                            f.artifact.parts))
+    (one, w_one, parts_one), (two, w_two, parts_two) = results
+    assert (parts_one, parts_two) == (1, 2)
+    np.testing.assert_array_equal(one, two)
+    for a, b in zip(w_one, w_two):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_a_module_without_segments_is_split_along_its_kernels(split_kernels, dtype, n):
+    f, out, ws = _run_both(dtype, n, "native")
+    text = f.artifact.ir or f._full_artifact("ir").ir
+    assert f"@\"{codegen.SEGMENT}." not in text and f.artifact.parts == 2
+    _, ref_out, ref_ws = _run_both(dtype, n, "reference")
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
+    for a, b in zip(ws, ref_ws):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_a_kernel_split_defines_every_symbol_once(split_kernels):
+    with sg.Graph():
+        x, ws, loss, updates = _mlp("float32")
+        f = sg.function([x], loss, updates=updates)
+    text = f.artifact.ir or f._full_artifact("ir").ir
+    parts = partition.split(text, partition.KERNEL, 3)
+    assert parts is not None and len(parts) == 3
+    exported = [m.group(1) for part in parts for m in re.finditer(
+        r'^define (?!internal|private)[^@]*@"([^"]+)"', part, re.M)]
+    assert len(exported) == len(set(exported)), "a symbol defined in two parts"
+    moved = [n for n in exported if n.startswith(tuple(p + "." for p in partition.KERNEL))]
+    assert moved and codegen.ENTRY in exported
+    for name in moved:      # defined in one later part...
+        assert sum(f'define hidden void @"{name}"' in p for p in parts[1:]) == 1
+    from symgraph.compiler import target
+    for part in parts:      # ...and declared wherever else it is used: each part verifies
+        target.parse_and_optimize(part, opt=0)
+
+
+def test_kernel_parts_compute_exactly_what_one_module_computes(split_kernels, monkeypatch):
+    """Loops split across threads, kernels in two objects: the same bits as one."""
     results = []
     for workers_flag in ("1", "2"):
         monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", workers_flag)

@@ -1,0 +1,295 @@
+"""Fused kernels written in vector form: the innermost loop works on whole registers
+(<L x T>, L lanes of the host's widest vectors) and ends with one masked step, instead
+of a scalar loop that LLVM's loop vectorizer widens.
+
+Why: LLVM's time is mostly per loop, and most of it went to making vector code out of
+scalar loops (the vectorizer, the scalar remainder loop it leaves, the O2/O3 passes
+cleaning up after it: about 9 ms per elementwise kernel here). A kernel that is already
+vector code needs a light pipeline only (inlining its vector math, instcombine,
+simplifycfg: llvm_job.optimize_light), which target.py runs on these kernels apart
+from the rest of the module (partition.separate) before linking the two.
+
+Which kernels: those whose operands (inputs and outputs) all have one float dtype,
+float32 or float64, and whose intermediate values are floats or booleans; anything
+else (integers, bool arrays, mixed dtypes) goes to kernels.emit_group's scalar loops.
+Along the innermost (collapsed) axis every operand is contiguous or broadcast
+(kernels.plan_loops), so a register is one vector load or one splat. Outputs reduced
+along that axis keep a vector accumulator per row, folded lane by lane at the row's
+end (sums in a fixed tree order: deterministic, like the loop vectorizer's
+reassociation they replace).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from symgraph.ops import elementwise as E
+from .irutil import I32, I64, i64, for_range, load, store
+from .lower_scalar import EMITTERS, constant, splat, vector_lanes
+from .fused import ScalarConst
+
+# The function attribute that marks a kernel for the light pipeline (partition.separate).
+LIGHT_ATTRIBUTE = '"sg-light"'
+BODY_PREFIX = "vbody"      # a kernel's body function (not "k.": no unit of partition.split)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def lanes_for(members, in_dtypes, out_dtypes, extents) -> int:
+    """Lanes of a kernel written in vector form, or 0 when it stays scalar."""
+    if not extents:
+        return 0
+    dts = {np.dtype(d) for d in (*in_dtypes, *out_dtypes)}
+    if len(dts) != 1 or next(iter(dts)) not in _FLOATS:
+        return 0
+    for m in members:
+        for (op, _), dt in zip(m.fused.body, m.fused.dtypes):
+            if np.dtype(dt).kind not in "fb":
+                return 0
+            if not isinstance(op, ScalarConst) and type(op) not in EMITTERS:
+                return 0
+            if isinstance(op, E.Cast) and np.dtype(op.dtype).kind not in "fb":
+                return 0
+    from .vecmath_lib import vector_widths
+    return max(vector_widths()) // (8 * next(iter(dts)).itemsize)
+
+
+def no_vectorizer_loop(module):
+    """Loop metadata for loops that are vector code already (or that stay scalar)."""
+    from .window_loops import _LoopID
+    return _LoopID(module, [
+        module.add_metadata([ir.MetaDataString(module, "llvm.loop.vectorize.enable"),
+                             ir.Constant(ir.IntType(1), 0)]),
+        module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])])
+
+
+class VectorNest:
+    """The loop nest of one vector-form kernel: scalar loops over the outer axes, and per
+    row the vector loop, the masked tail and the row's reductions.
+
+    ``emit(builder, input_value, write)`` is kernels.emit_members bound to the kernel's
+    members: it asks ``input_value(u)`` for input u's register and hands output k's register to
+    ``write(k, value)``. It is emitted once, as an ``alwaysinline`` function of the
+    input registers returning the output registers (``vbody.<kernel>``), which the vector
+    loop and the masked tail both call: the light pipeline inlines it, and building and
+    printing the body twice would have cost most of what a kernel costs to lower."""
+
+    def __init__(self, b, lanes, dt, ins, outs, strides, n_in, reduce_kinds, emit):
+        self.b, self.lanes, self.dt = b, lanes, np.dtype(dt)
+        self.vty = ir.VectorType(constant(dt, 0).type, lanes)
+        self.ins, self.outs, self.strides, self.n_in = ins, outs, strides, n_in
+        self.reduce_kinds = reduce_kinds      # per output: None, or its reduction kind
+        self.hints = no_vectorizer_loop(b.module)
+        self.body = self._body_function(b.function.name, emit)
+
+    def _body_function(self, kernel_name, emit):
+        n_out = len(self.outs)
+        ret = self.vty if n_out == 1 else ir.LiteralStructType([self.vty] * n_out)
+        fn = ir.Function(self.b.module, ir.FunctionType(ret, [self.vty] * self.n_in),
+                         name=f"{BODY_PREFIX}.{kernel_name}")
+        fn.linkage = "internal"
+        fn.attributes.add("alwaysinline")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        results = [None] * n_out
+
+        def write(k, v):
+            results[k] = v
+        with vector_lanes(self.lanes):
+            emit(b, lambda u: fn.args[u], write)
+        if n_out == 1:
+            b.ret(results[0])
+        else:
+            agg = ir.Constant(ret, ir.Undefined)
+            for k, v in enumerate(results):
+                agg = b.insert_value(agg, v, k)
+            b.ret(agg)
+        return fn
+
+    # -- the nest ------------------------------------------------------------------
+    def run(self, extents, lo, hi):
+        self._level(extents, [i64(0)] * len(self.strides), 0, (lo, hi))
+
+    def _level(self, extents, offsets, level, bounds):
+        b = self.b
+        start, stop = bounds if bounds else (i64(0), extents[level])
+        if level == len(extents) - 1:
+            self._row(offsets, start, stop)
+            return
+        with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=self.hints) as i:
+            nxt = []
+            for o, s in zip(offsets, self.strides):
+                step = s[level]
+                if isinstance(step, ir.Constant) and step.constant == 0:
+                    nxt.append(o)
+                else:
+                    nxt.append(b.add(o, b.mul(i, step)))
+            self._level(extents, nxt, level + 1, None)
+
+    def _dense(self, k) -> bool:
+        s = self.strides[k][-1]
+        return not (isinstance(s, ir.Constant) and s.constant == 0)
+
+    # -- one row: vector loop, masked tail, reductions --------------------------------
+    def _row(self, offsets, start, stop):
+        b, n_in, L = self.b, self.n_in, self.lanes
+        kinds = self.reduce_kinds
+        # operands broadcast along the row: one scalar load, splat, before the loop
+        self._row_splats = {u: self._splat(load(b, self.ins[u], offsets[u], self.dt))
+                            for u in range(n_in) if not self._dense(u)}
+        folded = [k for k in range(len(self.outs))
+                  if kinds[k] is not None and not self._dense(n_in + k)]
+        idents = {k: self._identity(kinds[k]) for k in folded}
+        count = b.sub(stop, start)
+        full_end = b.add(start, b.and_(count, i64(-L)))
+
+        pre = b.block
+        cond = b.append_basic_block("v.cond")
+        body = b.append_basic_block("v.body")
+        after = b.append_basic_block("v.end")
+        b.branch(cond)
+        b.position_at_end(cond)
+        idx = b.phi(I64, name="v")
+        idx.add_incoming(start, pre)
+        accs = {}
+        for k in folded:
+            accs[k] = b.phi(self.vty, name=f"acc{k}")
+            accs[k].add_incoming(idents[k], pre)
+        b.cbranch(b.icmp_signed("<", idx, full_end), body, after)
+        b.position_at_end(body)
+        new_accs = self._step(offsets, idx, None, accs, idents)
+        idx.add_incoming(b.add(idx, i64(L), flags=["nsw", "nuw"]), b.block)
+        for k in folded:
+            accs[k].add_incoming(new_accs[k], b.block)
+        b.branch(cond).set_metadata("llvm.loop", self.hints)
+
+        # the rest of the row (fewer than L elements): one masked vector
+        b.position_at_end(after)
+        tail = b.append_basic_block("v.tail")
+        done = b.append_basic_block("v.done")
+        rem = b.sub(stop, full_end)
+        b.cbranch(b.icmp_signed(">", rem, i64(0)), tail, done)
+        b.position_at_end(tail)
+        iota = _iota(L)
+        mask = b.icmp_signed("<", iota, self._splat(b.trunc(rem, I32), iota.type))
+        tail_accs = self._step(offsets, full_end, mask, accs, idents)
+        tail_end = b.block
+        b.branch(done)
+        b.position_at_end(done)
+        row = {}
+        for k in folded:     # phis first: they head the block
+            row[k] = b.phi(self.vty, name=f"acc{k}.row")
+            row[k].add_incoming(accs[k], after)
+            row[k].add_incoming(tail_accs[k], tail_end)
+        for k in folded:
+            total = self._fold_lanes(kinds[k], row[k])
+            out, off = self.outs[k], offsets[n_in + k]
+            store(b, _combine(b, kinds[k], load(b, out, off, self.dt), total, self.dt),
+                  out, off, self.dt)
+
+    def _step(self, offsets, idx, mask, accs, idents):
+        """One vector of the row at element ``idx`` (masked when ``mask`` is given);
+        returns the outputs' new accumulators."""
+        b, n_in = self.b, self.n_in
+        kinds = self.reduce_kinds
+        new_accs = dict(accs)
+
+        def address(k, base):
+            off = offsets[k]
+            at = idx if isinstance(off, ir.Constant) and off.constant == 0 else b.add(off, idx)
+            return b.bitcast(b.gep(base, [at], inbounds=True), self.vty.as_pointer())
+
+        def input_value(u):
+            return (self._row_splats[u] if u in self._row_splats
+                    else self._load(address(u, self.ins[u]), mask))
+
+        def write(k, v):
+            kind = kinds[k]
+            if kind is not None and not self._dense(n_in + k):
+                if mask is not None:
+                    v = b.select(mask, v, idents[k])
+                new_accs[k] = _combine(b, kind, accs[k], v, self.dt)
+                return
+            ptr = address(n_in + k, self.outs[k])
+            if kind is not None:
+                v = _combine(b, kind, self._load(ptr, mask), v, self.dt)
+            self._store(v, ptr, mask)
+
+        res = b.call(self.body, [input_value(u) for u in range(n_in)])
+        for k in range(len(self.outs)):
+            write(k, res if len(self.outs) == 1 else b.extract_value(res, k))
+        return new_accs
+
+    # -- vector helpers ------------------------------------------------------------
+    def _splat(self, v, ty=None):
+        b = self.b
+        ty = ty or self.vty
+        one = b.insert_element(ir.Constant(ty, ir.Undefined), v, ir.Constant(I32, 0))
+        return b.shuffle_vector(one, ir.Constant(ty, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, ty.count), [0] * ty.count))
+
+    def _identity(self, kind):
+        from .kernels import identity
+        return splat(self.vty, identity(kind, self.dt))
+
+    def _load(self, ptr, mask):
+        b = self.b
+        if mask is None:
+            return b.load(ptr, align=self.dt.itemsize)
+        fn = _masked(b.module, "load", self.vty)
+        return b.call(fn, [ptr, ir.Constant(I32, self.dt.itemsize), mask,
+                           splat(self.vty, constant(self.dt, 0.0))])
+
+    def _store(self, v, ptr, mask):
+        b = self.b
+        if mask is None:
+            b.store(v, ptr, align=self.dt.itemsize)
+            return
+        fn = _masked(b.module, "store", self.vty)
+        b.call(fn, [v, ptr, ir.Constant(I32, self.dt.itemsize), mask])
+
+    def _fold_lanes(self, kind, v):
+        """The lanes of ``v`` combined pairwise, halves first: log2(L) vector steps."""
+        b = self.b
+        n = v.type.count
+        while n > 1:
+            half = n // 2
+            undef = ir.Constant(v.type, ir.Undefined)
+            low = b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, half),
+                                                         list(range(half))))
+            high = b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, half),
+                                                          list(range(half, n))))
+            v = _combine(b, kind, low, high, self.dt)
+            n = half
+        return b.extract_element(v, ir.Constant(I32, 0))
+
+
+_IOTAS: dict = {}
+
+
+def _iota(lanes: int) -> ir.Constant:
+    """<0, 1, ..., lanes-1> as i32, made (and formatted) once."""
+    c = _IOTAS.get(lanes)
+    if c is None:
+        ty = ir.VectorType(I32, lanes)
+        c = _IOTAS[lanes] = ir.Constant(ty, list(range(lanes)))
+        c.get_reference()
+    return c
+
+
+def _combine(b, kind, acc, v, dt):
+    from .kernels import _combine as combine
+    return combine(b, kind, acc, v, dt)
+
+
+def _masked(module, what, vty):
+    """The declaration of ``llvm.masked.load``/``llvm.masked.store`` on ``vty``."""
+    elem = "f32" if vty.element == ir.FloatType() else "f64"
+    name = f"llvm.masked.{what}.v{vty.count}{elem}.p0"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    mask = ir.VectorType(ir.IntType(1), vty.count)
+    if what == "load":
+        fnty = ir.FunctionType(vty, [vty.as_pointer(), I32, mask, vty])
+    else:
+        fnty = ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), I32, mask])
+    return ir.Function(module, fnty, name=name)
