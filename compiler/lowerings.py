@@ -129,9 +129,9 @@ def _cost_per_element(fuseds) -> int:
 def _big_program(ctx) -> bool:
     """Whether the module will count as big for target.parse_and_optimize (more
     functions than BIG_MODULE_FUNCTIONS): then loops are not forced to interleave."""
-    from .target import BIG_MODULE_FUNCTIONS
     big = getattr(ctx, "_big_program", None)
     if big is None:
+        from .target import BIG_MODULE_FUNCTIONS
         g = ctx.graph
         big = sum(as_fused(g, n) is not None for n in ctx.plan.steps) > BIG_MODULE_FUNCTIONS
         ctx._big_program = big
