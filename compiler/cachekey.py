@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from symgraph.ops.leaves import Constant
+from symgraph.program import gc_paused
 from . import target
 from .build import FORMAT_VERSION
 
@@ -117,6 +118,7 @@ def canonical_order(program) -> list:
     return order
 
 
+@gc_paused()
 def program_key(program, extra: str = ""):
     """(hex key, canonical position of every node) of a Program.
 
@@ -132,6 +134,8 @@ def program_key(program, extra: str = ""):
     nodes = g.nx._node
     ops: dict = {}       # op -> its text; equal ops print alike (repr is slow)
     dtypes: dict = {}    # dtype -> its code (str(dtype) is slower still)
+    shapes: dict = {}    # shape -> its text (a symbolic dim prints slowly)
+    sources: dict = {}   # source -> its text (file names repeat)
     lines = []
     for nid in order:
         node = nodes[nid]
@@ -148,10 +152,15 @@ def program_key(program, extra: str = ""):
         dt = dtypes.get(t.dtype)
         if dt is None:
             dt = dtypes[t.dtype] = t.dtype.str
+        shape = shapes.get(t.shape)
+        if shape is None:
+            shape = shapes[t.shape] = repr(t.shape)
         src = node["source"]
-        lines.append(f"{desc}|{dt}{t.shape!r}{t.weak}|{node['name']}|"
-                     f"{[pos[i] for i in node['inputs']]}|{node.get('requires', ())}|"
-                     f"{src and (src[0], src[1])}\n")
+        where = sources.get(src)
+        if where is None:
+            where = sources[src] = repr(src and (src[0], src[1]))
+        lines.append(f"{desc}|{dt}{shape}{t.weak}|{node['name']}|"
+                     f"{[pos[i] for i in node['inputs']]}|{node.get('requires', ())}|{where}\n")
     h.update("".join(lines).encode())
     h.update(repr(([pos[i] for i in program.inputs], [pos[o] for o in program.outputs],
                    [(pos[s], pos[v]) for s, v in program.updates])).encode())

@@ -31,8 +31,11 @@ def fold_constants(rw, n):
     FOLD_SMALL). A result whose elements are all equal stays a broadcast scalar.
     """
     ins = rw.ins(n)
-    if not ins or not all(rw.isa(i, Constant) for i in ins):
+    if not ins:
         return None
+    for i in ins:               # a loop, not all(...): this rule sees every node
+        if not rw.isa(i, Constant):
+            return None
     op = rw.op(n)
     if op.is_symbolic or isinstance(op, BroadcastTo):
         return None
@@ -66,8 +69,9 @@ def canonicalize_weak_constants(rw, n):
     """
     ins = rw.ins(n)
     types = [rw.type(i) for i in ins]
-    if not any(t.weak for t in types) or all(t.weak for t in types) or not any(t.weak and rw.isa(i, Constant)
-                                             for i, t in zip(ins, types)):
+    weak = [t.weak for t in types]
+    if not any(weak) or all(weak) or not any(w and rw.isa(i, Constant)
+                                             for i, w in zip(ins, weak)):
         return None
     dt = result_dtype(*types)
     new = []

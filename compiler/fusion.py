@@ -37,6 +37,8 @@ REDUCERS = {R.Sum: "sum", R.Prod: "prod", R.Max: "max", R.Min: "min"}
 
 
 class _Group:
+    __slots__ = ("root", "space", "reduce", "members", "dups")
+
     def __init__(self, root, space, reduce=None):
         self.root = root
         self.space = space
@@ -45,132 +47,171 @@ class _Group:
         self.dups: set = set()
 
 
-def _elementwise(rw, n) -> bool:
-    return isinstance(rw.op(n), E.Elementwise)
+class _View:
+    """The unfused graph as fusion reads it: plain dict lookups (a pass over a
+    10,000-node graph asks these questions a few hundred thousand times)."""
+
+    def __init__(self, rw, order):
+        self.nodes = rw.g.nx._node
+        self.succ = rw.g.nx._succ
+        self.roots = rw.roots
+        self.index = {n: k for k, n in enumerate(order)}
+        nodes = self.nodes
+        self.elementwise = {n for n in order if isinstance(nodes[n]["op"], E.Elementwise)}
+        self.cost_of: dict = {}
+
+    def shape(self, n):
+        return self.nodes[n]["type"].shape
+
+    def cost(self, op) -> int:
+        """0 for a TRIVIAL op, 1 for another CHEAP one, 2 for any other (kept per op
+        class in ``cost_of``)."""
+        got = self.cost_of[type(op)] = (0 if isinstance(op, TRIVIAL) else
+                                        1 if isinstance(op, CHEAP) else 2)
+        return got
 
 
-def _reduction_input(rw, n):
+def _reduction_input(v, n):
     """The elementwise input a reduction root can absorb, else None."""
-    if type(rw.op(n)) not in REDUCERS:
+    node = v.nodes[n]
+    if type(node["op"]) not in REDUCERS:
         return None
-    (x,) = rw.ins(n)
-    if (_elementwise(rw, x) and not rw.is_root(x) and set(rw.consumers(x)) == {n}
-            and rw.dtype(x) == rw.dtype(n)):
+    (x,) = node["inputs"]
+    if (x in v.elementwise and x not in v.roots and set(v.succ[x]) == {n}
+            and v.nodes[x]["type"].dtype == node["type"].dtype):
         return x
     return None
 
 
-def _plan(rw, index):
+def _plan(v, order):
     """The groups, decided on the unfused graph (consumers before producers)."""
-    order = sorted(index, key=index.__getitem__)
     group_of: dict = {}
     dup_of: dict = {}               # node -> groups that recompute it
     virtual: set = set()            # recomputed by every consumer, never stored
     groups = []
+    nodes, succ, roots = v.nodes, v.succ, v.roots
     for r in reversed(order):
         if r in group_of:
             continue
         if r in dup_of:
             mine = dup_of[r]
-            if not rw.is_root(r) and all(
+            if r not in roots and all(
                     group_of.get(c) in mine or (c in virtual and dup_of[c] <= mine)
-                    for c in rw.consumers(r)):
+                    for c in succ[r]):
                 virtual.add(r)
                 continue
             for grp in dup_of.pop(r):
                 grp.dups.discard(r)
-        x = _reduction_input(rw, r)
+        x = _reduction_input(v, r)
         if x is not None:
-            grp = _Group(r, rw.shape(x), reduce=rw.op(r))
+            grp = _Group(r, v.shape(x), reduce=nodes[r]["op"])
             start = [x]
-        elif _elementwise(rw, r):
-            grp = _Group(r, rw.shape(r))
-            start = list(rw.ins(r))
+        elif r in v.elementwise:
+            grp = _Group(r, v.shape(r))
+            start = list(nodes[r]["inputs"])
         else:
             continue
         group_of[r] = grp
-        _grow(rw, grp, start, index, group_of, dup_of)
+        _grow(v, grp, start, group_of, dup_of)
         groups.append(grp)
     return groups
 
 
-def _grow(rw, grp, start, index, group_of, dup_of):
+def _grow(v, grp, start, group_of, dup_of):
     """Absorb producers into ``grp``; recompute cheap shared ones (see DUP_DEPTH)."""
     # Highest topological index first: every consumer of a candidate is decided before it.
     # A candidate's state is (below a recomputed value, non-trivial ops recomputed above).
+    nodes, succ, roots, index, ew = v.nodes, v.succ, v.roots, v.index, v.elementwise
+    space, members, dups = grp.space, grp.members, grp.dups
+    cost_of = v.cost_of
     state = {i: (False, 0) for i in start}
     heap = [(-index[i], i) for i in state]
     heapq.heapify(heap)
-
-    def push(i, st):
-        if i not in state:
-            state[i] = st
-            heapq.heappush(heap, (-index[i], i))
-        else:
-            state[i] = min(state[i], st)
-
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        _, c = heapq.heappop(heap)
-        if c in group_of or not _elementwise(rw, c) or rw.shape(c) != grp.space \
-                or rw.is_root(c):
+        c = pop(heap)[1]
+        if c in group_of or c not in ew or c in roots:
+            continue
+        node = nodes[c]
+        if node["type"].shape != space:
             continue
         below, cost = state[c]
-        op = rw.op(c)
-        cost += not isinstance(op, TRIVIAL)
-        if not below and all(group_of.get(d) is grp for d in rw.consumers(c)):
-            grp.members.add(c)
+        kind = cost_of.get(type(node["op"]))
+        if kind is None:
+            kind = v.cost(node["op"])
+        cost += kind > 0
+        users = succ[c]
+        if not below and all([group_of.get(d) is grp for d in users]):
+            members.add(c)
             group_of[c] = grp
-            for i in rw.ins(c):
-                push(i, (False, 0))
-        elif isinstance(op, CHEAP) and cost <= DUP_DEPTH and len(grp.dups) < DUP_BUDGET and all(
-                _elementwise(rw, d) and rw.shape(d) == grp.space for d in rw.consumers(c)):
-            grp.dups.add(c)
-            dup_of.setdefault(c, set()).add(grp)
-            for i in rw.ins(c):
-                push(i, (True, cost))
+            st = (False, 0)
+        elif kind < 2 and cost <= DUP_DEPTH and len(dups) < DUP_BUDGET and all(
+                [d in ew and nodes[d]["type"].shape == space for d in users]):
+            dups.add(c)
+            mine = dup_of.get(c)
+            if mine is None:
+                dup_of[c] = {grp}
+            else:
+                mine.add(grp)
+            st = (True, cost)
+        else:
+            continue
+        for i in node["inputs"]:
+            old = state.get(i)
+            if old is None:
+                state[i] = st
+                push(heap, (-index[i], i))
+            elif st < old:
+                state[i] = st
 
 
-def _needed(rw, grp):
+def _needed(v, grp):
     """The group's instructions the kernel's value depends on, in no particular order."""
-    top = rw.ins(grp.root)[0] if grp.reduce is not None else grp.root
+    nodes = v.nodes
+    top = nodes[grp.root]["inputs"][0] if grp.reduce is not None else grp.root
     pool = grp.members | grp.dups
     need, stack = {top}, [top]
     while stack:
-        for i in rw.ins(stack.pop()):
+        for i in nodes[stack.pop()]["inputs"]:
             if i in pool and i not in need:
                 need.add(i)
                 stack.append(i)
     return need
 
 
-def _body(rw, grp, index):
-    """(kernel inputs, body, dtypes) of a group; instructions in topological order."""
-    instrs = sorted(_needed(rw, grp), key=index.__getitem__)
-    pos, inputs, body, dtypes, consts = {}, [], [], [], {}
-
-    def ref(i):
-        if i in pos:
-            return ("body", pos[i])
-        if rw.isa(i, Constant) and rw.shape(i) == ():
-            v = rw.op(i).value.array
-            key = (v.item(), v.dtype)
-            if key not in consts:
-                consts[key] = len(body)
-                body.append((ScalarConst(value=v.item(), dtype=v.dtype), ()))
-                dtypes.append(v.dtype)
-            return ("body", consts[key])
-        if i not in inputs:
-            inputs.append(i)
-        return ("in", inputs.index(i))
-
+def _body(v, instrs):
+    """(kernel inputs, body, dtypes) of a group's instructions ``instrs`` (topological
+    order)."""
+    nodes = v.nodes
+    pos, slot, consts = {}, {}, {}     # instruction -> body index, input -> its index
+    inputs, body, dtypes = [], [], []
     for m in instrs:
-        args = tuple(ref(i) for i in rw.ins(m))
+        node = nodes[m]
+        refs = []                       # body index j as j, kernel input k as -1 - k
+        for i in node["inputs"]:
+            j = pos.get(i)
+            if j is None:
+                src = nodes[i]
+                if isinstance(src["op"], Constant) and src["type"].shape == ():
+                    a = src["op"].value.array
+                    key = (a.item(), a.dtype)
+                    j = consts.get(key)
+                    if j is None:
+                        j = consts[key] = len(body)
+                        body.append((ScalarConst(value=a.item(), dtype=a.dtype), ()))
+                        dtypes.append(a.dtype)
+                else:
+                    k = slot.get(i)
+                    if k is None:
+                        k = slot[i] = len(inputs)
+                        inputs.append(i)
+                    j = -1 - k
+            refs.append(j)
         pos[m] = len(body)
-        body.append((rw.op(m), args))
-        dtypes.append(rw.dtype(m))
+        body.append((node["op"], refs))
+        dtypes.append(node["type"].dtype)
     k = len(inputs)
-    final = tuple((op, tuple(j if kind == "in" else k + j for kind, j in args))
-                  for op, args in body)
+    final = tuple((op, tuple(j + k if j >= 0 else -1 - j for j in refs)) for op, refs in body)
     return inputs, final, tuple(np.dtype(d) for d in dtypes)
 
 
@@ -178,12 +219,14 @@ def _body(rw, grp, index):
 def fuse_elementwise(rw):
     """Elementwise chains (and a reduction of one) -> one Fused kernel each"""
     made = 0
-    index = {n: k for k, n in enumerate(rw.program.order())}
-    groups = _plan(rw, index)
-    for grp in sorted(groups, key=lambda g: index[g.root]):
-        if grp.reduce is None and len(_needed(rw, grp)) < 2:
+    order = rw.program.order()
+    v = _View(rw, order)
+    index = v.index
+    for grp in sorted(_plan(v, order), key=lambda g: index[g.root]):
+        need = _needed(v, grp)
+        if grp.reduce is None and len(need) < 2:
             continue
-        inputs, body, dtypes = _body(rw, grp, index)
+        inputs, body, dtypes = _body(v, sorted(need, key=index.__getitem__))
         red = grp.reduce
         op = Fused(n_inputs=len(inputs), body=body, dtypes=dtypes, space=grp.space,
                    reduce=REDUCERS[type(red)] if red is not None else None,

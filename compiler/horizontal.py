@@ -55,6 +55,7 @@ def _joinable(graph, nid):
 def sibling_groups(program, order=None) -> dict:
     """nid -> tuple of the nids of its group (schedule order), for groups of two or more."""
     g = program.graph
+    nodes = g.nx._node
     order = order or program.order()
     index = {n: k for k, n in enumerate(order)}
     groups: list = []                 # [members], members in schedule order
@@ -63,12 +64,12 @@ def sibling_groups(program, order=None) -> dict:
         f = _joinable(g, nid)
         if f is None:
             continue
-        ins = list(dict.fromkeys(g.inputs(nid)))
+        ins = list(dict.fromkeys(nodes[nid]["inputs"]))
         space = tuple(f.space)
         home = None
         for i in ins:
             for grp in readers.get((space, i), ()):
-                if len(grp) < MAX_MEMBERS and not _depends(g, nid, grp, index):
+                if len(grp) < MAX_MEMBERS and not _depends(nodes, nid, grp, index):
                     home = grp
                     break
             if home is not None:
@@ -90,20 +91,24 @@ def sibling_groups(program, order=None) -> dict:
     return out
 
 
-def _depends(graph, nid, members, index) -> bool:
-    """Whether ``nid`` reads (transitively) the value of any of ``members``, which all
-    come earlier in the schedule: a backward search bounded by the earliest member."""
-    targets = set(members)
-    floor = min(index[m] for m in members)
-    seen, stack = set(), list(graph.inputs(nid))
+def _depends(nodes, nid, members, index) -> bool:
+    """Whether ``nid`` reads (transitively) the value of any of ``members`` (at most
+    MAX_MEMBERS), which all come earlier in the schedule, the first one first: a
+    backward search bounded by the first member."""
+    stack = list(nodes[nid]["inputs"])
+    for i in stack:                 # a direct read is the common case: look there first
+        if i in members:
+            return True
+    floor = index[members[0]]
+    seen = set()
     while stack:
         i = stack.pop()
-        if i in targets:
+        if i in members:
             return True
         if i in seen or index.get(i, -1) < floor:
             continue
         seen.add(i)
-        stack.extend(graph.inputs(i))
+        stack.extend(nodes[i]["inputs"])
     return False
 
 

@@ -11,7 +11,6 @@ function runs.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,17 +20,25 @@ from symgraph.ops.leaves import Placeholder, Shared, Constant, DimValue
 ALIGN = 64
 
 
-@dataclass
 class MemoryPlan:
-    home: dict                      # nid -> ("arg", k) or ("scratch", slot)
-    slots: list                     # slot sizes in bytes (dims)
-    offsets: list                   # slot offsets in bytes (dims)
-    scratch_bytes: object           # total (dim)
-    output_copies: list = field(default_factory=list)   # (output index, nid)
-    steps: list = field(default_factory=list)           # nids to lower, in order
-    temps: dict = field(default_factory=dict)           # nid -> slot of its workspace
-    inplace: set = field(default_factory=set)           # nodes written over an input
-    groups: dict = field(default_factory=dict)          # nid -> its sibling group (one loop)
+    """Where each value lives (a plain class: a dataclass costs about a millisecond to
+    create at import, on every cold compile)."""
+
+    def __init__(self, home: dict, slots: list, offsets: list, scratch_bytes,
+                 output_copies=None, steps=None, temps=None, inplace=None, groups=None):
+        self.home = home                    # nid -> ("arg", k) or ("scratch", slot)
+        self.slots = slots                  # slot sizes in bytes (dims)
+        self.offsets = offsets              # slot offsets in bytes (dims)
+        self.scratch_bytes = scratch_bytes  # total (dim)
+        self.output_copies = output_copies if output_copies is not None else []  # (index, nid)
+        self.steps = steps if steps is not None else []          # nids to lower, in order
+        self.temps = temps if temps is not None else {}          # nid -> slot of its workspace
+        self.inplace = inplace if inplace is not None else set()  # nodes written over an input
+        self.groups = groups if groups is not None else {}        # nid -> its sibling group
+
+    def __repr__(self):
+        return (f"MemoryPlan({len(self.steps)} steps, {len(self.slots)} slots, "
+                f"scratch {self.scratch_bytes})")
 
     def describe(self, env=None) -> str:
         total = D.evaluate(self.scratch_bytes, env) if env is not None else self.scratch_bytes
@@ -116,6 +123,7 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
     keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
 
     slots, free, temps, inplace = [], [], {}, set()
+    sizes: dict = {}    # (shape, item size) -> slot size: dim arithmetic is slow, shapes repeat
     for step, stage in enumerate(stages):
         donors = set()
         for nid in stage:
@@ -128,7 +136,11 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
                     inplace.add(nid)
                     donors.add(donor)
                 else:
-                    size = _aligned(nbytes(g.type(nid)))
+                    t = g.type(nid)
+                    key = (t.shape, t.dtype.itemsize)
+                    size = sizes.get(key)
+                    if size is None:
+                        size = sizes[key] = _aligned(nbytes(t))
                     home[nid] = ("scratch", _take_slot(free, slots, size))
             tsize = temp_bytes(nid) if temp_bytes is not None else None
             if tsize is not None and not (type(tsize) is int and tsize == 0):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import time
 
+from symgraph.program import gc_paused
+
 from .options import RewriteOptions, options_tag, parse_options  # noqa: F401  (re-exported)
 from .rewrite import GraphPass, Rewriter, RewriteReport, Rule
 
@@ -61,6 +63,11 @@ def optimize(program, rewrites=None):
     if opts is None:
         return program, None
     stats["runs"] += 1
+    with gc_paused():
+        return _optimize(program, opts)
+
+
+def _optimize(program, opts):
     work = program.copy()
     report = RewriteReport()
     report.excluded = tuple(sorted(opts.exclude))

@@ -1,19 +1,17 @@
-"""The rewrite framework: rules and the worklist driver that applies them.
+"""The rewrite driver: a worklist that applies rules (rule.py) to a Program's graph.
 
-A rule is a small function ``(rw, n) -> replacement id | None`` made a ``Rule`` by the
-``@rewrite(group, *op_classes)`` decorator; the pipeline (pipeline.py) says which groups
-run in which phase. The driver keeps a worklist over a Program's graph: replacing a node
+The pipeline (pipeline.py) says which rule groups run in which phase. Replacing a node
 rewires its consumers and the program's outputs, gives the nodes a rule created the
 replaced node's source line, and deletes what became dead. Equal subexpressions are merged
 by hash-consing, so a rule that builds a node which already exists gets the existing one.
 Each node is revisited only when something it reads changed, which keeps a run
-near-linear in the size of the graph (no whole-graph rescans per firing).
+near-linear in the size of the graph (no whole-graph rescans per firing), and a rule
+that found nothing at a node is skipped there until what it read changes (misses.py).
 """
 from __future__ import annotations
 
 import warnings
 from collections import deque
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -24,7 +22,9 @@ from symgraph.ops.shape import BroadcastTo, Reshape, Transpose
 from symgraph.printing import format_node
 from symgraph.types import TensorType
 
+from .misses import Misses
 from .report import PhaseStats, RewriteReport  # noqa: F401  (re-exported)
+from .rule import GraphPass, Rule, graph_pass, rewrite  # noqa: F401  (re-exported)
 
 MERGE = "merge_common_subexpressions"
 _VIEWS = (BroadcastTo, Reshape, Transpose)
@@ -39,57 +39,21 @@ class RewriteWarning(UserWarning):
     """A rule raised and was skipped (with ``verify`` on, the error is raised instead)."""
 
 
-# -- rules ---------------------------------------------------------------------------------
-# Plain classes rather than frozen dataclasses: every cold compile imports the rule
-# modules, and generating a frozen dataclass costs about a millisecond.
-class Rule:
-    """A node rule: ``fn(rw, n)`` returns the id of a node computing the same value, or None.
-    ``ops``: the op classes it looks at (None: every node)."""
+class _Key:
+    """A hash-consing key ``(op, inputs, weak)`` that hashes once: the hash of a Fused
+    op walks its whole body, and a key is looked up, stored and deleted."""
 
-    __slots__ = ("name", "group", "ops", "fn", "doc")
+    __slots__ = ("parts", "hash")
 
-    def __init__(self, name: str, group: str, ops: Optional[tuple], fn: Callable, doc: str):
-        self.name, self.group, self.ops, self.fn, self.doc = name, group, ops, fn, doc
+    def __init__(self, parts: tuple):
+        self.parts = parts
+        self.hash = hash(parts)
 
-    def __call__(self, rw, n):
-        return self.fn(rw, n)
+    def __hash__(self):
+        return self.hash
 
-    def __repr__(self):
-        return f"Rule({self.name!r}, group={self.group!r})"
-
-
-class GraphPass:
-    """A whole-graph pass ``fn(rw) -> number of changes`` (fusion is one)."""
-
-    __slots__ = ("name", "fn", "doc")
-
-    def __init__(self, name: str, fn: Callable, doc: str):
-        self.name, self.fn, self.doc = name, fn, doc
-
-    def __repr__(self):
-        return f"GraphPass({self.name!r})"
-
-
-def _summary(fn) -> str:
-    """The docstring's first paragraph on one line (it starts with the rewrite)."""
-    text = (fn.__doc__ or "").strip()
-    return " ".join(text.split("\n\n")[0].split()) if text else fn.__name__
-
-
-def rewrite(group: str, *ops):
-    """Make ``fn(rw, n)`` a Rule of ``group`` that runs on nodes whose op is one of ``ops``.
-
-    >>> @rewrite("simplify", Multiply)
-    ... def remove_multiply_by_one(rw, n):
-    ...     '''x * 1 -> x'''
-    """
-    def deco(fn):
-        return Rule(fn.__name__, group, tuple(ops) or None, fn, _summary(fn))
-    return deco
-
-
-def graph_pass(fn) -> GraphPass:
-    return GraphPass(fn.__name__, fn, _summary(fn))
+    def __eq__(self, other):
+        return self.parts == other.parts
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -108,6 +72,10 @@ def _rule_index(rules):
 class Rewriter:
     """Edits a Program's graph in place; rules read and build nodes through it."""
 
+    # False tries every rule at every visit: the plain algorithm, which the tests
+    # compare remembered misses against.
+    remember_misses = True
+
     def __init__(self, program, options, report: RewriteReport):
         self.program = program
         self.g = program.graph
@@ -121,41 +89,53 @@ class Rewriter:
         self._created: list = []
         self._queue: deque = deque()
         self._queued: set = set()
+        self._nodes = self.g.nx._node   # networkx keeps these two dicts for the graph's life
+        self._succ = self.g.nx._succ
+        self.misses = Misses()
+        self._changed = self.misses.changed     # every edit a rule could see goes through it
+        self._reads: set = set()        # nodes read (inputs, consumers, root) since cleared
+        self._builds = 0                # make/constant calls: a rule that builds is retried
         self.roots: dict = {}
         for n in program.roots:
             self.roots[n] = self.roots.get(n, 0) + 1
 
     # -- reading -------------------------------------------------------------------------
+    # A node id's op and type never change; its inputs, consumers and root status do,
+    # so the accessors of those note the node (see misses.py).
     def op(self, n):
-        return self.g.nx._node[n]["op"]
+        return self._nodes[n]["op"]
 
     def ins(self, n) -> tuple:
-        return self.g.nx._node[n]["inputs"]
+        self._reads.add(n)
+        return self._nodes[n]["inputs"]
 
     def type(self, n) -> TensorType:
-        return self.g.nx._node[n]["type"]
+        return self._nodes[n]["type"]
 
     def dtype(self, n) -> np.dtype:
-        return self.g.nx._node[n]["type"].dtype
+        return self._nodes[n]["type"].dtype
 
     def shape(self, n) -> tuple:
-        return self.g.nx._node[n]["type"].shape
+        return self._nodes[n]["type"].shape
 
     def consumers(self, n):
-        return self.g.nx._succ[n]
+        self._reads.add(n)
+        return self._succ[n]
 
     def is_root(self, n) -> bool:
+        self._reads.add(n)
         return n in self.roots
 
     def isa(self, n, *classes) -> bool:
-        return isinstance(self.g.nx._node[n]["op"], classes)
+        return isinstance(self._nodes[n]["op"], classes)
 
     def uniform(self, n):
         """The one value every element of ``n`` has when ``n`` is a constant (possibly
         broadcast, reshaped or transposed); else None."""
-        nodes = self.g.nx._node
+        nodes = self._nodes
         op = nodes[n]["op"]
         while isinstance(op, _VIEWS):
+            self._reads.add(n)
             n = nodes[n]["inputs"][0]
             op = nodes[n]["op"]
         if not isinstance(op, Constant):
@@ -176,6 +156,7 @@ class Rewriter:
     # -- building ------------------------------------------------------------------------
     def make(self, op, *ins, name=None) -> int:
         """The node ``op(*ins)``: an equal existing node, or a new one (type inferred)."""
+        self._builds += 1
         types = [self.type(i) for i in ins]
         t = op.infer(*types)
         key = self._key_for(op, ins, t)
@@ -184,6 +165,7 @@ class Rewriter:
             return hit
         req = tuple(p for p in op.requires(*types) if p[0] != p[1])
         nid = self.g.add_node(op, ins, t, name=name, source=self._site_source(), requires=req)
+        self._changed(ins)
         if key is not None:
             self.table[key] = nid
             self.key_of[nid] = key
@@ -192,10 +174,11 @@ class Rewriter:
         return nid
 
     def constant(self, value, dtype=None, *, weak=False) -> int:
+        self._builds += 1
         arr = np.asarray(value, dtype=dtype)
         op = Constant(value=ConstValue(arr))
         t = TensorType(arr.dtype, arr.shape, weak)
-        key = (op, (), weak)
+        key = _Key((op, (), weak))
         hit = self.table.get(key) if self.merge else None
         if hit is not None and hit in self.g:
             return hit
@@ -231,7 +214,7 @@ class Rewriter:
             return None
         if op.commutative and len(ins) == 2 and ins[0] > ins[1]:
             ins = (ins[1], ins[0])
-        return (op, tuple(ins), t.weak)
+        return _Key((op, tuple(ins), t.weak))
 
     # -- editing -------------------------------------------------------------------------
     def push(self, n) -> None:
@@ -256,14 +239,15 @@ class Rewriter:
             p.outputs = [r if o == n else o for o in p.outputs]
             p.updates = [(s, r if v == n else v) for s, v in p.updates]
             self.roots[r] = self.roots.get(r, 0) + self.roots.pop(n)
+            self._changed((n, r))
         self._kill(n, into=r)
         self.push(r)
 
     def _rewire(self, c, old, new) -> None:
-        self.g.set_inputs(c, tuple(new if i == old else i for i in self.ins(c)))
-        key = self.key_of.pop(c, None)
-        if key is not None and self.table.get(key) == c:
-            del self.table[key]
+        before = self._nodes[c]["inputs"]
+        self.g.set_inputs(c, tuple(new if i == old else i for i in before))
+        self._changed((c, new, *before))  # set_inputs re-adds every edge of c
+        self._forget(c)
         self.push(c)
 
     def _add_requires(self, r, pairs) -> None:
@@ -280,29 +264,38 @@ class Rewriter:
 
     def _kill(self, n, into) -> None:
         """Delete ``n`` and whatever only it used, unless still needed."""
+        nodes, succ, roots = self._nodes, self._succ, self.roots
         stack = [n]
         while stack:
             m = stack.pop()
-            if (m not in self.g or self.g.nx._succ[m] or m in self.roots
-                    or isinstance(self.op(m), (Placeholder, Shared))):
+            node = nodes.get(m)
+            if (node is None or succ[m] or m in roots
+                    or isinstance(node["op"], (Placeholder, Shared))):
                 continue
-            node = self.g.node(m)
-            if into is not None and m != into:
-                self._add_requires(into, node.get("requires", ()))
-            key = self.key_of.pop(m, None)
-            if key is not None and self.table.get(key) == m:
-                del self.table[key]
+            if into is not None and m != into and "requires" in node:
+                self._add_requires(into, node["requires"])
+            self._forget(m)
             ins = set(node["inputs"])
-            self.g.nx.remove_node(m)
+            self.g.remove_node(m)
+            self._changed((m, *ins))
             if m != n:
                 self.report.fired[DEAD] += 1
             stack.extend(ins)
 
+    def _forget(self, m) -> None:
+        """Drop ``m``'s hash-consing entry (its inputs change or it dies)."""
+        key = self.key_of.pop(m, None)
+        # with merging on, the table maps a node's key to it (see _visit_merge)
+        if key is not None and (self.merge or self.table.get(key) == m):
+            del self.table[key]
+
     # -- running -------------------------------------------------------------------------
     def _visit_merge(self, n) -> bool:
         key = self.key_of.get(n)
-        if key is not None and self.table.get(key) == n:
-            return False  # already the representative (a rewire drops the key)
+        # Already the representative (a rewire drops the key). With merging on, a node
+        # keeps a key exactly while the table maps the key to it: no lookup needed.
+        if key is not None and (self.merge or self.table.get(key) == n):
+            return False
         key = self._key_for(self.op(n), self.ins(n), self.type(n))
         if key is None:
             return False
@@ -321,55 +314,83 @@ class Rewriter:
         for n in self.program.order():
             self.push(n)
         fired, limit = 0, 50 * len(self.g) + 10_000
-        while self._queue:
-            n = self._queue.popleft()
-            self._queued.discard(n)
-            if n not in self.g:
+        queue, queued, nodes, succ = self._queue, self._queued, self._nodes, self._succ
+        while queue:
+            n = queue.popleft()
+            queued.discard(n)
+            if n not in nodes:
                 continue
             if self._visit_merge(n):
                 fired += 1
                 continue
-            if not self.consumers(n) and n not in self.roots:
+            if not succ[n] and n not in self.roots:
                 self._kill(n, None)
                 continue
-            for rule in lookup(type(self.op(n))):
-                r = self._try(rule, n)
-                if r is not None:
-                    self.replace(n, r, rule.name)
-                    self.report.fired[rule.name] += 1
-                    fired += 1
-                    break
+            rule, r = self._first_match(n, lookup(type(nodes[n]["op"])))
+            if rule is not None:
+                self.replace(n, r, rule.name)
+                self.report.fired[rule.name] += 1
+                fired += 1
             if fired > limit:
                 top = self.report.fired.most_common(3)
                 raise RewriteError(f"rewriting does not converge after {fired} firings; "
                                    f"most frequent rules: {top}")
         return fired
 
+    def _first_match(self, n, rules):
+        """(the first of ``rules`` that rewrites ``n``, the replacement) or (None, None).
+        Rules that missed at ``n`` before are skipped while what they read is unchanged."""
+        if not rules:
+            return None, None
+        got = self.misses.lookup(n) if self.remember_misses else None
+        if got is None:
+            seen, quiet = set(), set()
+        else:
+            seen, quiet = got
+            if quiet.issuperset(rules):
+                return None, None
+        tick = self.misses.tick
+        self._reads = seen                  # the accessors add to it
+        for rule in rules:
+            if rule in quiet:
+                continue
+            builds = self._builds
+            r, clean = self._try(rule, n)
+            if r is not None:
+                self.misses.forget(n)
+                self._reads = set()
+                return rule, r
+            if clean and builds == self._builds:
+                quiet.add(rule)
+        self.misses.keep(n, tick, seen, quiet)
+        self._reads = set()                 # reads outside rules are nobody's
+        return None, None
+
     def _try(self, rule, n):
+        """(replacement or None, whether the rule ran without raising)."""
         self._site = n
         created = self._created
         if created:
             created.clear()
+        clean = True
         try:
             r = rule.fn(self, n)
         except Exception as e:  # a bug in the rule: skip it rather than fail the compile
             if self.options.verify:
                 raise
             warnings.warn(f"rewrite {rule.name} failed on {format_node(self.g, n)} and was "
-                          f"skipped: {type(e).__name__}: {e}", RewriteWarning, stacklevel=2)
-            r = None
+                          f"skipped: {type(e).__name__}: {e}", RewriteWarning, stacklevel=3)
+            r, clean = None, False
         if r is None or r == n:
             for m in reversed(created):  # nodes built for nothing
                 self._kill(m, None)
-            return None
-        return r
+            return None, clean
+        return r, clean
 
     def sweep(self) -> None:
         """Delete every node the outputs, updates and inputs do not need."""
         live = set(self.program.order()) | set(self.program.inputs)
         for n in [m for m in self.g.nx.nodes if m not in live]:
-            key = self.key_of.pop(n, None)
-            if key is not None and self.table.get(key) == n:
-                del self.table[key]
-            self.g.nx.remove_node(n)
+            self._forget(n)
+            self.g.remove_node(n)
             self.report.fired[DEAD] += 1

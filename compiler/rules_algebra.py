@@ -13,7 +13,7 @@ import numpy as np
 
 from symgraph.ops import elementwise as E
 from symgraph.ops.leaves import Constant
-from symgraph.ops.shape import BroadcastTo
+from symgraph.ops.shape import BroadcastTo, Reshape
 from symgraph.types import is_float
 
 from .rewrite import rewrite
@@ -338,6 +338,8 @@ def remove_broadcast_into_elementwise(rw, n):
     want = rw.type(n)
     changed = False
     for k, i in enumerate(ins):
+        if not rw.isa(i, BroadcastTo, Reshape):  # the common case, decided cheaply
+            continue
         src = _unexpanded(rw, i)
         if src is None:
             continue

@@ -31,6 +31,8 @@ class Graph:
         self._next_id = 0
         self._handles: dict = {}
         self._symbols: set = set()
+        self._version = 0               # bumped by every edit through the methods below
+        self._order = (None, [])        # (key, list) of the last topo_order
 
     # -- building --------------------------------------------------------------------
     def add_node(self, op, inputs, type_, *, name=None, source=None, requires=()) -> int:
@@ -42,28 +44,61 @@ class Graph:
         self.insert(nid, attrs)
         return nid
 
+    # Edits write networkx's own dicts (``_node``, ``_succ``, ``_pred``: the layout of
+    # every nx.DiGraph) as nx.DiGraph.add_node/add_edge/remove_node would: a compile
+    # edits the graph tens of thousands of times, and nx's methods cost several
+    # microseconds per call in checks this class has already made.
     def insert(self, nid: int, attrs: dict) -> None:
-        """Add node ``nid`` with ready-made attributes (e.g. copied from another graph)
-        and the edges that mirror its inputs; its inputs must already be in the graph."""
-        self.nx.add_node(nid, **attrs)
+        """Add node ``nid`` with ready-made attributes (e.g. copied from another graph;
+        the dict is kept, not copied) and the edges that mirror its inputs; its inputs
+        must already be in the graph."""
+        self._version += 1
+        g = self.nx
+        if nid in g._node:
+            g._node[nid].update(attrs)
+        else:
+            g._succ[nid] = {}
+            g._pred[nid] = {}
+            g._node[nid] = attrs
         self._link(nid)
 
     def set_inputs(self, nid: int, inputs) -> None:
         """Rewire node ``nid`` to new ``inputs``, keeping the edges in step."""
-        for i in list(self.nx.pred[nid]):
-            self.nx.remove_edge(i, nid)
+        self._version += 1
+        succ, pred = self.nx._succ, self.nx._pred
+        for i in pred[nid]:
+            del succ[i][nid]
+        pred[nid].clear()
         self.nx._node[nid]["inputs"] = tuple(inputs)
         self._link(nid)
 
+    def remove_node(self, nid: int) -> None:
+        """Delete node ``nid`` and its edges (its consumers must be rewired first)."""
+        self._version += 1
+        g = self.nx
+        del g._node[nid]
+        for c in g._succ.pop(nid):
+            del g._pred[c][nid]
+        for i in g._pred.pop(nid):
+            del g._succ[i][nid]
+        _clear_nx_cache(g)
+
     def _link(self, nid: int) -> None:
         """One edge per distinct input, listing the argument positions it feeds."""
+        g = self.nx
         positions: dict = {}
-        for k, i in enumerate(self.nx._node[nid]["inputs"]):
+        for k, i in enumerate(g._node[nid]["inputs"]):
             positions.setdefault(i, []).append(k)
+        succ, mine = g._succ, g._pred[nid]
         for i, ks in positions.items():
-            if i not in self.nx._node:
+            if i not in g._node:
                 raise GraphError(f"node {nid}: input {i} is not in the graph")
-            self.nx.add_edge(i, nid, positions=tuple(ks))
+            data = mine.get(i)
+            if data is None:
+                data = mine[i] = {}
+            data["positions"] = tuple(ks)
+            succ[i][nid] = data
+        _clear_nx_cache(g)
 
     def fresh_symbol(self, hint: str) -> str:
         """A symbol name unused in this graph, for a ``None`` dim."""
@@ -110,10 +145,19 @@ class Graph:
     def topo_order(self, outputs) -> list:
         """Ancestors of ``outputs`` (ids), inputs before consumers; iterative, O(V + E).
 
-        A depth-first walk, post-order, inputs in argument order. It runs several times
-        per compile (every rewrite phase starts from it), so the inner loop is kept to
-        a set lookup per edge.
+        A depth-first walk, post-order, inputs in argument order. A compile asks for
+        it a dozen times, mostly of an unchanged graph, so the last answer is kept
+        until an edit through this class (or a change in the node count) voids it.
         """
+        key = (self._version, len(self.nx._node), tuple(outputs))
+        cached = self._order            # one read: another thread may replace it
+        if cached[0] == key:
+            return list(cached[1])
+        order = self._walk(key[2])
+        self._order = (key, order)
+        return list(order)
+
+    def _walk(self, outputs) -> list:
         nodes = self.nx._node
         order, done, active = [], set(), set()
         for root in outputs:
@@ -149,6 +193,13 @@ class Graph:
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         return f"<symgraph.Graph{label} with {len(self)} nodes>"
+
+
+def _clear_nx_cache(g) -> None:
+    """What networkx does after an edit: drop graphs converted for other backends."""
+    cache = g.__dict__.get("__networkx_cache__")
+    if cache:
+        cache.clear()
 
 
 _local = threading.local()
