@@ -19,7 +19,7 @@ from symgraph.op import format_source
 from symgraph.ops.elementwise import Elementwise
 from symgraph.ops.leaves import Placeholder, Shared, Constant
 from .fused import Fused
-from .gcpause import paused_gc
+from .gcpause import paused_gc, release
 from .irprint import module_text
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then
 from .memory import plan_memory, nbytes
@@ -175,7 +175,9 @@ def compile_program(program, *, name="sg"):
     """Lower ``program`` to an LLVM module; returns (module IR text, layout dict)."""
     with paused_gc():
         module, layout = lower_program(program, name=name)
-        return module_text(module), layout
+        text = module_text(module)
+        release(module)
+    return text, layout
 
 
 def lower_program(program, *, name="sg"):

@@ -10,7 +10,6 @@ broadcast along the reduced axes, which makes reductions along any axes one sche
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,23 +260,11 @@ def loop_hints(module, interleave: int = 0):
     that many vector iterations side by side: a body of vector math is one long
     dependency chain that a single iteration cannot hide (10% on elementwise_grad)."""
     from .window_loops import _LoopID
-    nodes = _HINTS.get(module)
-    if nodes is None:
-        nodes = _HINTS[module] = {}
-    hints = nodes.get(interleave)
-    if hints is None:
-        hints = [module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])]
-        if interleave:
-            hints.append(module.add_metadata([
-                ir.MetaDataString(module, "llvm.loop.interleave.count"),
-                ir.Constant(ir.IntType(32), interleave)]))
-        nodes[interleave] = hints
+    hints = [module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])]
+    if interleave:
+        hints.append(module.add_metadata([ir.MetaDataString(module, "llvm.loop.interleave.count"),
+                                          ir.Constant(ir.IntType(32), interleave)]))
     return _LoopID(module, hints)
-
-
-# module -> interleave count -> its loops' hint nodes (add_metadata would hand back the
-# same nodes, after building their operands again for every loop)
-_HINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 # ops whose lowering calls vecmath: a loop body with one of them is latency-bound
