@@ -77,6 +77,9 @@ class Kernel:
                                [PTR] * n_ptrs + [I64] * len(self.dynamic))
         self.fn = fn = ir.Function(ctx.module, fnty, name=ctx.name(prefix))
         fn.linkage = "internal"
+        # out of the entry, as every kernel: inlined, its loops made the entry of an MLP
+        # step three times as costly to compile (and the entry cannot be split off)
+        fn.attributes.add("noinline")
         for k, name in enumerate(list(ptr_names) + (["errvals"] if checked else [])):
             fn.args[k].add_attribute("noalias")
             fn.args[k].name = name

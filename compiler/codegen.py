@@ -16,7 +16,11 @@ from llvmlite import ir
 from symgraph import dims as D
 from symgraph.errors import UnsupportedError
 from symgraph.op import format_source
+from symgraph.ops.elementwise import Elementwise
 from symgraph.ops.leaves import Placeholder, Shared, Constant
+from .fused import Fused
+from .gcpause import paused_gc, release
+from .irprint import module_text
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then
 from .memory import plan_memory, nbytes
 
@@ -169,6 +173,15 @@ class LowerContext:
 
 def compile_program(program, *, name="sg"):
     """Lower ``program`` to an LLVM module; returns (module IR text, layout dict)."""
+    with paused_gc():
+        module, layout = lower_program(program, name=name)
+        text = module_text(module)
+        release(module)
+    return text, layout
+
+
+def lower_program(program, *, name="sg"):
+    """``program`` as an llvmlite.ir Module; returns (module, layout dict)."""
     from . import lowerings  # noqa: F401  (fills the lowering table)
     program = _legalize(_materialize_leaf_updates(program))
     g = program.graph
@@ -215,6 +228,9 @@ def compile_program(program, *, name="sg"):
             seg = ir.Function(module, entry_type, name=f"{SEGMENT}.{k}")
             seg.linkage = "internal"
             seg.attributes.add("noinline")
+            # straight-line glue around kernel calls: LLVM's pipeline on it cost more
+            # than a tenth of a 1,000-op graph's LLVM time, to save nanoseconds a call
+            seg.attributes.add("optnone")
             seg.args[0].name, seg.args[1].name = "args", "dims"
             ctx.begin_function(seg)
             _lower_steps(ctx, steps)
@@ -245,7 +261,7 @@ def compile_program(program, *, name="sg"):
         "plan": plan, "blas": sorted(ctx.blas_symbols), "python_entry": python_entry,
         "threads_symbol": ctx.threads_symbol,
     }
-    return str(module), layout
+    return module, layout
 
 
 # A program of SEGMENTED_FROM steps or more is lowered in segments: functions
@@ -335,9 +351,7 @@ def _materialize_leaf_updates(program):
 
 def _elementwise_kernel(op) -> bool:
     """Ops lowered as one elementwise loop (read element k, write element k)."""
-    from symgraph.ops.elementwise import Elementwise
-    from .fused import Fused
-    return (isinstance(op, Elementwise) or (isinstance(op, Fused) and op.reduce is None))
+    return isinstance(op, Elementwise) or (isinstance(op, Fused) and op.reduce is None)
 
 
 def _legalize(program):

@@ -17,17 +17,24 @@ F64 = ir.DoubleType()
 PTR = ir.PointerType(I8)
 VOID = ir.VoidType()
 
-_STORAGE = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I8}
+# by numpy dtype (a dict lookup: ``dtype.name`` is a Python property, slow in loops)
+_STORAGE = {np.dtype(k): t for k, t in (("float32", F32), ("float64", F64), ("int32", I32),
+                                        ("int64", I64), ("bool", I8))}
+_VALUE = {**_STORAGE, np.dtype(bool): I1}
+# one pointer type per dtype, shared (llvmlite makes a new object per as_pointer())
+_POINTER = {d: t.as_pointer() for d, t in _STORAGE.items()}
 
 
 def storage_type(dtype) -> ir.Type:
     """How a dtype is laid out in memory (bool is one byte, as in numpy)."""
-    return _STORAGE[np.dtype(dtype).name]
+    t = _STORAGE.get(dtype)
+    return t if t is not None else _STORAGE[np.dtype(dtype)]
 
 
 def value_type(dtype) -> ir.Type:
     """How a dtype lives in registers (bool is i1)."""
-    return I1 if np.dtype(dtype) == np.bool_ else storage_type(dtype)
+    t = _VALUE.get(dtype)
+    return t if t is not None else _VALUE[np.dtype(dtype)]
 
 
 def call_intrinsic(builder, name, args, overload=None, ret=None):
@@ -54,12 +61,24 @@ def _mangle(t) -> str:
     return f"i{t.width}"
 
 
+_I64: dict = {}
+
+
 def i64(v: int) -> ir.Constant:
-    return ir.Constant(I64, int(v))
+    """The i64 constant ``v``: one shared object per value (constants are immutable, and
+    a kernel uses the same few offsets and strides over and over)."""
+    v = int(v)
+    c = _I64.get(v)
+    if c is None:
+        if len(_I64) >= 4096:
+            _I64.clear()
+        c = _I64[v] = ir.Constant(I64, v)
+    return c
 
 
 def typed_ptr(builder, ptr, dtype):
-    return builder.bitcast(ptr, storage_type(dtype).as_pointer())
+    t = _POINTER.get(dtype)
+    return builder.bitcast(ptr, t if t is not None else _POINTER[np.dtype(dtype)])
 
 
 def load(builder, base, index, dtype, name=""):

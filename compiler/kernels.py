@@ -136,7 +136,8 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
             _emit_init(b, m.fused.reduce, outs[k], out_dtypes[k], extents,
                        plan.patterns[n_in + k], lo, hi)
 
-    listing = [_instructions(m, in_dtypes) for m in members]
+    numbering: dict = {}
+    listing = [_instructions(m, in_dtypes, numbering) for m in members]
     paired = _sigmoid_exp_pairs(listing)
 
     def body(offsets):
@@ -187,7 +188,8 @@ def emit_members(b, members, listing, paired, in_dtypes, out_dtypes, input_value
     values = {}
 
     def value(key):
-        return input_value(key[1]) if key[0] == "in" else values[key]
+        v = values.get(key)                     # computed (a number), else input key[1]
+        return v if v is not None else input_value(key[1])
 
     for k, m in enumerate(members):
         for key, op, arg_keys, arg_dts, dt in listing[k]:
@@ -205,19 +207,23 @@ def emit_members(b, members, listing, paired, in_dtypes, out_dtypes, input_value
         write(k, convert(b, value(last), last_dt, out_dtypes[k]))
 
 
-def _instructions(member, in_dtypes):
+def _instructions(member, in_dtypes, numbering: dict):
     """A member's body as (key, op, argument keys, argument dtypes, dtype) in order. The
-    key names the value: ("in", k) for input k, else (op as repr, so -0.0 and 0.0 differ;
-    dtype; argument keys; argument dtypes), so equal keys across members are one value."""
+    key names the value: ("in", k) for input k, else the number ``numbering`` (shared
+    by a group's members) gives to (op as repr, so -0.0 and 0.0 differ; dtype; argument
+    keys; argument dtypes), so equal keys across members are one value. (Numbers, not
+    the nested tuples themselves: hashing those costs the size of the whole expression
+    tree below a value, which grows exponentially with shared subexpressions.)"""
     keys = [("in", u) for u in member.refs]
     dts = [np.dtype(in_dtypes[u]) for u in member.refs]
     out = []
     for (op, args), dt in zip(member.fused.body, member.fused.dtypes):
-        arg_keys, arg_dts = tuple(keys[a] for a in args), tuple(dts[a] for a in args)
-        key = (repr(op), np.dtype(dt), arg_keys, arg_dts)
-        out.append((key, op, arg_keys, arg_dts, np.dtype(dt)))
+        dt = np.dtype(dt)
+        arg_keys, arg_dts = tuple([keys[a] for a in args]), tuple([dts[a] for a in args])
+        key = numbering.setdefault((repr(op), dt, arg_keys, arg_dts), len(numbering))
+        out.append((key, op, arg_keys, arg_dts, dt))
         keys.append(key)
-        dts.append(np.dtype(dt))
+        dts.append(dt)
     return out
 
 

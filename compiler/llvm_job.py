@@ -58,6 +58,7 @@ def optimize_light(binding, tm, mod, *, big: bool) -> None:
     No vectorizer and none of O2's dozens of passes: a tenth of their time here."""
     pm = binding.create_new_module_pass_manager()
     pm.add_always_inliner_pass()     # the kernels' bodies (and math, unless big)
+    pm.add_sroa_pass()               # accumulators kept in stack slots (softmax rows)
     pm.add_instruction_combine_pass()
     pm.add_simplify_cfg_pass()
     pm.add_global_dead_code_eliminate_pass()

@@ -111,6 +111,8 @@ def splat(vty, scalar: ir.Constant) -> ir.Constant:
 
 def convert(b, v, src, dst):
     """numpy's astype for one register."""
+    if src is dst:
+        return v
     src, dst = np.dtype(src), np.dtype(dst)
     if src == dst:
         return v
@@ -141,11 +143,18 @@ def compute_dtype(op, in_dtypes, out_dtype):
     return np.dtype(out_dtype)
 
 
+# (op class, argument dtypes..., result dtype) -> compute_dtype's answer
+_COMPUTE_DTYPES: dict = {}
+
+
 def emit_op(b, op, args, in_dtypes, out_dtype):
     """Lower one scalar op application, converting arguments and the result as numpy would."""
     if isinstance(op, ScalarConst):
         return constant(op.dtype, op.value)
-    cdt = compute_dtype(op, in_dtypes, out_dtype)
+    key = (type(op), *in_dtypes, out_dtype)
+    cdt = _COMPUTE_DTYPES.get(key)
+    if cdt is None:
+        cdt = _COMPUTE_DTYPES[key] = compute_dtype(op, in_dtypes, out_dtype)
     if isinstance(op, E.Where):
         conv = [convert(b, args[0], in_dtypes[0], np.bool_)] + [
             convert(b, a, d, cdt) for a, d in zip(args[1:], in_dtypes[1:])]

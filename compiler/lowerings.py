@@ -23,7 +23,7 @@ from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OP
 from .lower_scalar import constant, convert
 from . import vecmath
 from .parallel import call_kernel, MATH_COST
-from .vector_kernels import lanes_for
+from .vector_kernels import lanes_for, lanes_for_dtype, mark_light, softmax_rows
 
 # Fused kernels in vector form where they can be (vector_kernels.py)
 VECTOR_KERNELS = True
@@ -129,9 +129,9 @@ def _cost_per_element(fuseds) -> int:
 def _big_program(ctx) -> bool:
     """Whether the module will count as big for target.parse_and_optimize (more
     functions than BIG_MODULE_FUNCTIONS): then loops are not forced to interleave."""
-    from .target import BIG_MODULE_FUNCTIONS
     big = getattr(ctx, "_big_program", None)
     if big is None:
+        from .target import BIG_MODULE_FUNCTIONS
         g = ctx.graph
         big = sum(as_fused(g, n) is not None for n in ctx.plan.steps) > BIG_MODULE_FUNCTIONS
         ctx._big_program = big
@@ -200,6 +200,13 @@ def lower_softmax(ctx, nid):
     out, src = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
     n_outer, n, n_inner = fn.args[2:]
     shape = _split(ctx.type(x).shape, op.axis)
+    lanes = lanes_for_dtype(dt) if VECTOR_KERNELS else 0
+    if lanes and type(shape[2]) is int and shape[2] == 1:
+        mark_light(fn)          # rows in vector form (vector_kernels.py)
+        softmax_rows(b, log, dt, out, src, n_outer, n, lanes)
+        b.ret_void()
+        _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], shape)
+        return
     with for_range(b, n_outer, name="o") as o:
         if type(shape[2]) is int and shape[2] == 1:
             # along the last axis (the usual case) rows are contiguous: no loop over the

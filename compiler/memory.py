@@ -10,6 +10,8 @@ function runs.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from symgraph import dims as D
@@ -44,11 +46,15 @@ class MemoryPlan:
         return f"{len(self.slots)} scratch slots, {total} bytes at peak"
 
 
+@functools.lru_cache(maxsize=4096)
 def nbytes(type_) -> object:
+    """The byte size of a value of this type (a dim); remembered, as graphs repeat a few
+    types many times and symbolic products are slow to build."""
     n = D.product(type_.shape)
     return D.mul(n, np.dtype(type_.dtype).itemsize)
 
 
+@functools.lru_cache(maxsize=4096)
 def _aligned(size):
     if type(size) is int:
         return -(-size // ALIGN) * ALIGN

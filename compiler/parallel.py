@@ -107,6 +107,7 @@ def _dispatcher(ctx, kernel_type, n_ptrs, n_dims, reduced):
     fn = ir.Function(ctx.module, fnty, name=ctx.name("par.run"))
     fn.linkage = "internal"
     fn.attributes.add("noinline")
+    _glue(fn)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     kernel = b.bitcast(fn.args[0], kernel_type.as_pointer())
     min_total = fn.args[1]
@@ -137,6 +138,15 @@ def _dispatcher(ctx, kernel_type, n_ptrs, n_dims, reduced):
     b.ret_void()
     ctx.kernel_cache[key] = fn
     return fn
+
+
+def _glue(fn) -> None:
+    """Dispatchers and workers are compiled without optimization: a few dozen
+    instructions around a call, run once per kernel call or thread, where LLVM's
+    pipeline cost about 4 ms each (a fifth of an MLP step's LLVM time) to save
+    nanoseconds per call (no change measured in the MLP, CNN, GCN and elementwise
+    steps)."""
+    fn.attributes.add("optnone")
 
 
 def _parallel_call(ctx, b, kernel_ptr, kernel_type, ptrs, dims, reduced, counts, threads):
@@ -197,6 +207,8 @@ def _worker(ctx, kernel_type, n_ptrs, n_extents, reduced):
         return cached
     fn = ir.Function(ctx.module, ir.FunctionType(VOID, [PTR]), name=ctx.name("par.worker"))
     fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    _glue(fn)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     slots = b.bitcast(fn.args[0], PTR.as_pointer())
     n_slots = 1 + n_ptrs + n_extents + len(reduced)

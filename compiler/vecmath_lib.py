@@ -65,7 +65,7 @@ def call(b, name: str, args, dt):
 def function(module, name: str, dt, arity: int = 1) -> ir.Function:
     """The scalar function of ``vecmath.<name>`` for ``dt`` in ``module`` (emitted,
     with its vector variant, on first use)."""
-    sname = f"{PREFIX}.{name}.{dt.name}"
+    sname = f"{PREFIX}.{name}.{_dtype_name(dt)}"
     fn = module.globals.get(sname)
     if fn is not None:
         return fn
@@ -86,6 +86,17 @@ def function(module, name: str, dt, arity: int = 1) -> ir.Function:
         attrs.add(a)
     fn.attributes = attrs
     return fn
+
+
+_DTYPE_NAMES: dict = {}
+
+
+def _dtype_name(dt) -> str:
+    """``dt.name``, remembered (numpy computes it in Python on every access)."""
+    s = _DTYPE_NAMES.get(dt)
+    if s is None:
+        s = _DTYPE_NAMES[dt] = dt.name
+    return s
 
 
 def _define(module, fname, ty, arity, name, dt):

@@ -20,11 +20,13 @@ reassociation they replace).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from llvmlite import ir
 
 from symgraph.ops import elementwise as E
-from .irutil import I32, I64, i64, for_range, load, store
+from .irutil import I32, I64, i64, for_range, if_then, load, store
 from .lower_scalar import EMITTERS, constant, splat, vector_lanes
 from .fused import ScalarConst
 
@@ -49,8 +51,16 @@ def lanes_for(members, in_dtypes, out_dtypes, extents) -> int:
                 return 0
             if isinstance(op, E.Cast) and np.dtype(op.dtype).kind not in "fb":
                 return 0
+    return lanes_for_dtype(next(iter(dts)))
+
+
+def lanes_for_dtype(dt) -> int:
+    """Lanes of the host's widest vectors of float dtype ``dt`` (0 for other dtypes)."""
+    dt = np.dtype(dt)
+    if dt not in _FLOATS:
+        return 0
     from .vecmath_lib import vector_widths
-    return max(vector_widths()) // (8 * next(iter(dts)).itemsize)
+    return max(vector_widths()) // (8 * dt.itemsize)
 
 
 def no_vectorizer_loop(module):
@@ -260,6 +270,161 @@ class VectorNest:
             v = _combine(b, kind, low, high, self.dt)
             n = half
         return b.extract_element(v, ir.Constant(I32, 0))
+
+
+def mark_light(fn) -> None:
+    """Mark a kernel (already noinline) written in vector form for the light pipeline."""
+    from .vecmath_lib import _Attributes
+    attrs = _Attributes()
+    for a in fn.attributes:
+        attrs.add(a)
+    attrs.add(LIGHT_ATTRIBUTE)
+    fn.attributes = attrs
+
+
+def softmax_rows(b, log: bool, dt, out, src, n_rows, n, lanes: int) -> None:
+    """softmax (or log_softmax) of ``n_rows`` contiguous rows of ``n`` elements, three
+    passes over each row in steps of ``lanes`` with a masked last step: the max, the
+    sum of exponentials, the write. As lowerings' scalar form: a non-finite max is
+    taken as 0, so rows of infinities give NaN like numpy's."""
+    from . import vecmath_lib
+    dt = np.dtype(dt)
+    scalar_ty = constant(dt, 0).type
+    vty = ir.VectorType(scalar_ty, lanes)
+    hints = no_vectorizer_loop(b.module)
+    with for_range(b, n_rows, name="o", loop_metadata=hints) as o:
+        row = _Row(b, vty, dt, b.mul(o, n), n, hints)
+        m = row.fold("max", src, lambda x: x)
+        finite = b.fcmp_ordered("<", _fabs(b, m), constant(dt, np.inf))
+        m = b.select(finite, m, constant(dt, 0.0))
+        m_vec = row.splat(m)
+        s = row.fold("sum", src, lambda x: vecmath_lib.call(b, "exp", [b.fsub(x, m_vec)], dt))
+        if log:
+            lse = row.splat(b.fadd(vecmath_lib.call(b, "log", [s], dt), m))
+            row.map(src, out, lambda x: b.fsub(x, lse))
+        else:
+            inv = row.splat(b.fdiv(constant(dt, 1.0), s))
+            row.map(src, out, lambda x: b.fmul(
+                vecmath_lib.call(b, "exp", [b.fsub(x, m_vec)], dt), inv))
+
+
+def _fabs(b, v):
+    from .irutil import call_intrinsic
+    return call_intrinsic(b, "llvm.fabs", [v])
+
+
+class _Row:
+    """Passes over one contiguous row [base, base + n) of a typed array, L lanes at a
+    time, the last step masked."""
+
+    def __init__(self, b, vty, dt, base, n, hints):
+        self.b, self.vty, self.dt, self.base, self.n, self.hints = b, vty, dt, base, n, hints
+        self.L = vty.count
+        self.full_end = b.and_(n, i64(-self.L))
+
+    def splat(self, v):
+        b = self.b
+        one = b.insert_element(ir.Constant(self.vty, ir.Undefined), v, ir.Constant(I32, 0))
+        return b.shuffle_vector(one, ir.Constant(self.vty, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, self.L), [0] * self.L))
+
+    def _ptr(self, arr, i):
+        b = self.b
+        return b.bitcast(b.gep(arr, [b.add(self.base, i)], inbounds=True),
+                         self.vty.as_pointer())
+
+    def _mask(self, i):
+        b = self.b
+        rem = b.trunc(b.sub(self.n, i), I32)
+        return b.icmp_signed("<", _iota(self.L), self.splat_i32(rem))
+
+    def splat_i32(self, v):
+        b = self.b
+        ty = ir.VectorType(I32, self.L)
+        one = b.insert_element(ir.Constant(ty, ir.Undefined), v, ir.Constant(I32, 0))
+        return b.shuffle_vector(one, ir.Constant(ty, ir.Undefined),
+                                ir.Constant(ty, [0] * self.L))
+
+    def _load(self, arr, i, mask):
+        b, align = self.b, self.dt.itemsize
+        if mask is None:
+            return b.load(self._ptr(arr, i), align=align)
+        return b.call(_masked(b.module, "load", self.vty),
+                      [self._ptr(arr, i), ir.Constant(I32, align), mask,
+                       splat(self.vty, constant(self.dt, 0.0))])
+
+    def _steps(self, step):
+        """``step(i, mask)`` for every whole vector (mask None), then for the rest."""
+        b = self.b
+        with for_range_step(b, self.full_end, self.L, self.hints) as i:
+            step(i, None)
+        with if_then(b, b.icmp_signed("<", self.full_end, self.n), name="v.tail"):
+            step(self.full_end, self._mask(self.full_end))
+
+    def fold(self, kind, arr, value):
+        """The ``kind`` reduction of ``value(x)`` over the row, as a scalar."""
+        b = self.b
+        ident = splat(self.vty, _identity_scalar(kind, self.dt))
+        with b.goto_entry_block():       # promoted to a register by the light pipeline
+            slot = b.alloca(self.vty)
+        b.store(ident, slot)
+
+        def step(i, mask):
+            v = value(self._load(arr, i, mask))
+            if mask is not None:
+                v = b.select(mask, v, ident)
+            b.store(_combine(b, kind, b.load(slot), v, self.dt), slot)
+        self._steps(step)
+        return _fold_lanes(b, kind, b.load(slot), self.dt)
+
+    def map(self, arr, dst, value):
+        b, align = self.b, self.dt.itemsize
+
+        def step(i, mask):
+            v = value(self._load(arr, i, mask))
+            if mask is None:
+                b.store(v, self._ptr(dst, i), align=align)
+            else:
+                b.call(_masked(b.module, "store", self.vty),
+                       [v, self._ptr(dst, i), ir.Constant(I32, align), mask])
+        self._steps(step)
+
+
+def _identity_scalar(kind, dt):
+    from .kernels import identity
+    return identity(kind, dt)
+
+
+def _fold_lanes(b, kind, v, dt):
+    n = v.type.count
+    while n > 1:
+        half = n // 2
+        undef = ir.Constant(v.type, ir.Undefined)
+        low = b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, half), list(range(half))))
+        high = b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, half),
+                                                      list(range(half, n))))
+        v = _combine(b, kind, low, high, dt)
+        n = half
+    return b.extract_element(v, ir.Constant(I32, 0))
+
+
+@contextlib.contextmanager
+def for_range_step(b, stop, step, hints):
+    """``for i in range(0, stop, step)``; yields the i64 index."""
+    pre = b.block
+    cond = b.append_basic_block("v.cond")
+    body = b.append_basic_block("v.body")
+    end = b.append_basic_block("v.end")
+    b.branch(cond)
+    b.position_at_end(cond)
+    i = b.phi(I64, name="v")
+    i.add_incoming(i64(0), pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, end)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, i64(step)), b.block)
+    b.branch(cond).set_metadata("llvm.loop", hints)
+    b.position_at_end(end)
 
 
 _IOTAS: dict = {}
