@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 
 from symgraph.ops.leaves import Constant
-from symgraph.program import gc_paused
 from . import target
 from .build import FORMAT_VERSION
+from .gcpause import paused_gc
 
 # The packages whose sources decide what a compile produces: front end (ops, folding
 # references), compiler (rewrites, lowering) and runtime (what reads the manifest).
@@ -118,7 +118,7 @@ def canonical_order(program) -> list:
     return order
 
 
-@gc_paused()
+@paused_gc()
 def program_key(program, extra: str = ""):
     """(hex key, canonical position of every node) of a Program.
 

@@ -1,5 +1,6 @@
 """Python's cyclic garbage collector kept out of lowering: paused while a module is
-built and printed, and not needed to free it afterwards.
+built and printed, and not needed to free it afterwards. Building, keying and rewriting
+a program pause it too (function.py, cachekey.py, pipeline.py), for the same reason.
 
 Lowering allocates hundreds of thousands of llvmlite objects, all alive until the
 module is printed, and every few thousand allocations the collector walks them, and

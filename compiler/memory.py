@@ -16,7 +16,6 @@ import numpy as np
 
 from symgraph import dims as D
 from symgraph.ops.leaves import Placeholder, Shared, Constant, DimValue
-from symgraph.program import gc_paused
 
 ALIGN = 64
 
@@ -63,7 +62,6 @@ def _aligned(size):
     return D.mul(D.floordiv(D.add(size, ALIGN - 1), ALIGN), ALIGN)
 
 
-@gc_paused()
 def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
                 can_overwrite=None, groups=None) -> MemoryPlan:
     """``arg_index`` maps leaf and output nids to argument positions; ``is_view(op)`` says
@@ -125,7 +123,6 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
     keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
 
     slots, free, temps, inplace = [], [], {}, set()
-    sizes: dict = {}    # (shape, item size) -> slot size: dim arithmetic is slow, shapes repeat
     for step, stage in enumerate(stages):
         donors = set()
         for nid in stage:
@@ -138,11 +135,7 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
                     inplace.add(nid)
                     donors.add(donor)
                 else:
-                    t = g.type(nid)
-                    key = (t.shape, t.dtype.itemsize)
-                    size = sizes.get(key)
-                    if size is None:
-                        size = sizes[key] = _aligned(nbytes(t))
+                    size = _aligned(nbytes(g.type(nid)))
                     home[nid] = ("scratch", _take_slot(free, slots, size))
             tsize = temp_bytes(nid) if temp_bytes is not None else None
             if tsize is not None and not (type(tsize) is int and tsize == 0):

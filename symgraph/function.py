@@ -55,7 +55,9 @@ class Function:
         pairs = _as_update_pairs(updates)  # once: it may add casts to the user's graph
         first = (list(inputs) + outs + [s for s, _ in pairs] or [None])[0]
         outs = [as_tensor(o, graph=getattr(first, "graph", None)) for o in outs]
-        self.program = build_program(list(inputs), outs, pairs)
+        from .compiler.gcpause import paused_gc
+        with paused_gc():   # a big graph's copy would make the collector walk the process
+            self.program = build_program(list(inputs), outs, pairs)
         # The rewritten copy runs; self.program stays as built, for inspection. The
         # copy is made lazily: a cache hit needs only the program as built.
         from .compiler.options import parse_options

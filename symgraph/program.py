@@ -5,9 +5,6 @@ ids of the inputs, outputs and updates in it. The user's graph is never modified
 """
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
-
 import numpy as np
 
 from .errors import GraphError, DTypeError, ShapeError
@@ -15,22 +12,6 @@ from .graph import Graph
 from .op import format_source
 from .ops.leaves import Placeholder, Shared
 from .types import fmt_shape
-
-
-@contextmanager
-def gc_paused():
-    """Python's cyclic collector stays off for the duration (a context manager, or a
-    decorator). Building, keying and rewriting a program allocate many small objects
-    that live until the step ends; each counts towards the next full collection, which
-    walks every object of the process (a fifth of rewriting a 10,000-op graph). Garbage
-    made meanwhile is collected afterwards."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 class Program:
@@ -79,7 +60,6 @@ class Program:
                        dict(self.source_ids))
 
 
-@gc_paused()
 def build_program(inputs, outputs, updates) -> Program:
     """Extract the needed subgraph, checking inputs and updates with clear errors."""
     from .tensor import Tensor, SharedVariable

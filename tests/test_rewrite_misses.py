@@ -4,8 +4,6 @@ gives, node for node (ids, ops, inputs, types, names, size checks, source lines)
 the same report. Also: the graph's cached topological order follows every edit, and
 a large random graph still computes, natively, what the reference executor computes.
 """
-import gc
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
@@ -18,7 +16,7 @@ from symgraph.errors import SymgraphError
 from symgraph.function import _as_update_pairs
 from symgraph.graph import Graph
 from symgraph.ops import elementwise as E
-from symgraph.program import build_program, gc_paused
+from symgraph.program import build_program
 
 from . import test_rewrite_fuzz as fuzz
 from .opinfo import all_cases
@@ -235,20 +233,6 @@ def test_graph_edits_keep_networkx_consistent():
     g.remove_node(z.id)
     assert z.id not in nx_graph and set(nx_graph.successors(y.id)) == set()
     assert nx_graph.number_of_edges() == 1
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_the_collector_is_paused_and_then_restored(enabled):
-    was = gc.isenabled()
-    try:
-        (gc.enable if enabled else gc.disable)()
-        with pytest.raises(KeyError):
-            with gc_paused():
-                assert not gc.isenabled()
-                raise KeyError
-        assert gc.isenabled() == enabled
-    finally:
-        (gc.enable if was else gc.disable)()
 
 
 # -- values -------------------------------------------------------------------------------
