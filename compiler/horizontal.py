@@ -17,6 +17,7 @@ from __future__ import annotations
 from symgraph.ops import elementwise as E
 from symgraph.ops import reductions as R
 from symgraph.ops import shape as S
+from symgraph.program import gc_paused
 
 from .fused import Fused
 
@@ -52,6 +53,7 @@ def _joinable(graph, nid):
     return f
 
 
+@gc_paused()
 def sibling_groups(program, order=None) -> dict:
     """nid -> tuple of the nids of its group (schedule order), for groups of two or more."""
     g = program.graph

@@ -16,6 +16,7 @@ import numpy as np
 
 from symgraph import dims as D
 from symgraph.ops.leaves import Placeholder, Shared, Constant, DimValue
+from symgraph.program import gc_paused
 
 ALIGN = 64
 
@@ -62,6 +63,7 @@ def _aligned(size):
     return D.mul(D.floordiv(D.add(size, ALIGN - 1), ALIGN), ALIGN)
 
 
+@gc_paused()
 def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
                 can_overwrite=None, groups=None) -> MemoryPlan:
     """``arg_index`` maps leaf and output nids to argument positions; ``is_view(op)`` says

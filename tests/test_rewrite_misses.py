@@ -36,7 +36,7 @@ def fingerprint(program, report) -> tuple:
             g._next_id, sorted(report.fired.items()), phases, report.kernels)
 
 
-def both_ways(program, rewrites=None, monkeypatch=None):
+def both_ways(program, rewrites=None):
     """(fingerprint remembering misses, fingerprint trying every rule every time)."""
     out = []
     for remember in (True, False):
