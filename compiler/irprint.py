@@ -9,7 +9,8 @@ corpus of programs): the LLVM side, its caches and the benchmarks depend on that
 
 What it covers, by exact class: the instructions in ``_PRINTERS`` (``COVERED``),
 function definitions and declarations, references to arguments, blocks, instructions,
-functions, global variables and plain constants, and integer and typed pointer types.
+functions, global variables and plain constants, and integer, typed pointer, vector and
+array types.
 Everything else (other instruction classes, globals, metadata, other values and
 types) is printed by llvmlite itself, so what this printer does not know can never
 come out wrong; nor can a value or type whose text llvmlite has already cached,
@@ -98,6 +99,10 @@ class _Printer:
                     s = f"i{t.width:d}"
                 elif cls is _TYPED_POINTER and _TYPED_POINTERS and t.addrspace == 0:
                     s = self.type(t.pointee) + "*"
+                elif cls is ty.VectorType:
+                    s = f"<{t.count:d} x {self.type(t.element)}>"
+                elif cls is ty.ArrayType:
+                    s = f"[{t.count:d} x {self.type(t.element)}]"
                 else:
                     s = str(t)
             self.types[id(t)] = s
