@@ -96,9 +96,9 @@ def store(builder, value, base, index, dtype):
 
 
 @contextmanager
-def for_range(builder, count, name="i", start=None, loop_metadata=None):
-    """``for i in range(start or 0, count)`` with named blocks; yields the i64 index.
-    ``loop_metadata`` (optional) is attached to the back edge as ``!llvm.loop``."""
+def for_range(builder, count, name="i", start=None, loop_metadata=None, step: int = 1):
+    """``for i in range(start or 0, count, step)`` with named blocks; yields the i64
+    index. ``loop_metadata`` (optional) is attached to the back edge as ``!llvm.loop``."""
     start = start if start is not None else i64(0)
     pre = builder.block
     cond = builder.append_basic_block(f"{name}.cond")
@@ -111,7 +111,7 @@ def for_range(builder, count, name="i", start=None, loop_metadata=None):
     builder.cbranch(builder.icmp_signed("<", idx, count), body, end)
     builder.position_at_end(body)
     yield idx
-    nxt = builder.add(idx, i64(1), name=f"{name}.next", flags=["nsw", "nuw"])
+    nxt = builder.add(idx, i64(step), name=f"{name}.next", flags=["nsw", "nuw"])
     idx.add_incoming(nxt, builder.block)
     back = builder.branch(cond)
     if loop_metadata is not None:

@@ -20,7 +20,7 @@ from symgraph.ops import elementwise as E
 from . import vecmath
 from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, typed_ptr
 from .lower_scalar import constant, convert, emit_op, is_float_dt
-from .vector_kernels import LIGHT_ATTRIBUTE, VectorNest
+from .vector_kernels import VectorNest, mark_light
 
 REDUCE_IDENTITY = {"sum": 0, "prod": 1}
 
@@ -94,11 +94,7 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     # function passes work on one huge body, for no gain (one call per kernel)
     fn.attributes.add("noinline")
     if lanes:
-        from .vecmath_lib import _Attributes
-        attrs = _Attributes()
-        attrs.add("noinline")
-        attrs.add(LIGHT_ATTRIBUTE)   # vector code already: the light pipeline
-        fn.attributes = attrs
+        mark_light(fn)   # vector code already: the light pipeline
     for k in range(n_ptr):
         fn.args[k].add_attribute("noalias")
         fn.args[k].name = (f"out{k}" if n_out > 1 else "out") if k < n_out else f"in{k - n_out}"

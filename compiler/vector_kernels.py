@@ -20,8 +20,6 @@ reassociation they replace).
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 from llvmlite import ir
 
@@ -230,46 +228,19 @@ class VectorNest:
 
     # -- vector helpers ------------------------------------------------------------
     def _splat(self, v, ty=None):
-        b = self.b
-        ty = ty or self.vty
-        one = b.insert_element(ir.Constant(ty, ir.Undefined), v, ir.Constant(I32, 0))
-        return b.shuffle_vector(one, ir.Constant(ty, ir.Undefined),
-                                ir.Constant(ir.VectorType(I32, ty.count), [0] * ty.count))
+        return _splat(self.b, v, ty or self.vty)
 
     def _identity(self, kind):
-        from .kernels import identity
-        return splat(self.vty, identity(kind, self.dt))
+        return splat(self.vty, _identity_scalar(kind, self.dt))
 
     def _load(self, ptr, mask):
-        b = self.b
-        if mask is None:
-            return b.load(ptr, align=self.dt.itemsize)
-        fn = _masked(b.module, "load", self.vty)
-        return b.call(fn, [ptr, ir.Constant(I32, self.dt.itemsize), mask,
-                           splat(self.vty, constant(self.dt, 0.0))])
+        return _vload(self.b, ptr, self.vty, self.dt, mask)
 
     def _store(self, v, ptr, mask):
-        b = self.b
-        if mask is None:
-            b.store(v, ptr, align=self.dt.itemsize)
-            return
-        fn = _masked(b.module, "store", self.vty)
-        b.call(fn, [v, ptr, ir.Constant(I32, self.dt.itemsize), mask])
+        _vstore(self.b, v, ptr, self.dt, mask)
 
     def _fold_lanes(self, kind, v):
-        """The lanes of ``v`` combined pairwise, halves first: log2(L) vector steps."""
-        b = self.b
-        n = v.type.count
-        while n > 1:
-            half = n // 2
-            undef = ir.Constant(v.type, ir.Undefined)
-            low = b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, half),
-                                                         list(range(half))))
-            high = b.shuffle_vector(v, undef, ir.Constant(ir.VectorType(I32, half),
-                                                          list(range(half, n))))
-            v = _combine(b, kind, low, high, self.dt)
-            n = half
-        return b.extract_element(v, ir.Constant(I32, 0))
+        return _fold_lanes(self.b, kind, v, self.dt)
 
 
 def mark_light(fn) -> None:
@@ -323,10 +294,7 @@ class _Row:
         self.full_end = b.and_(n, i64(-self.L))
 
     def splat(self, v):
-        b = self.b
-        one = b.insert_element(ir.Constant(self.vty, ir.Undefined), v, ir.Constant(I32, 0))
-        return b.shuffle_vector(one, ir.Constant(self.vty, ir.Undefined),
-                                ir.Constant(ir.VectorType(I32, self.L), [0] * self.L))
+        return _splat(self.b, v, self.vty)
 
     def _ptr(self, arr, i):
         b = self.b
@@ -336,27 +304,16 @@ class _Row:
     def _mask(self, i):
         b = self.b
         rem = b.trunc(b.sub(self.n, i), I32)
-        return b.icmp_signed("<", _iota(self.L), self.splat_i32(rem))
-
-    def splat_i32(self, v):
-        b = self.b
-        ty = ir.VectorType(I32, self.L)
-        one = b.insert_element(ir.Constant(ty, ir.Undefined), v, ir.Constant(I32, 0))
-        return b.shuffle_vector(one, ir.Constant(ty, ir.Undefined),
-                                ir.Constant(ty, [0] * self.L))
+        return b.icmp_signed("<", _iota(self.L), _splat(b, rem, ir.VectorType(I32, self.L)))
 
     def _load(self, arr, i, mask):
-        b, align = self.b, self.dt.itemsize
-        if mask is None:
-            return b.load(self._ptr(arr, i), align=align)
-        return b.call(_masked(b.module, "load", self.vty),
-                      [self._ptr(arr, i), ir.Constant(I32, align), mask,
-                       splat(self.vty, constant(self.dt, 0.0))])
+        return _vload(self.b, self._ptr(arr, i), self.vty, self.dt, mask)
 
     def _steps(self, step):
         """``step(i, mask)`` for every whole vector (mask None), then for the rest."""
         b = self.b
-        with for_range_step(b, self.full_end, self.L, self.hints) as i:
+        with for_range(b, self.full_end, name="v", loop_metadata=self.hints,
+                       step=self.L) as i:
             step(i, None)
         with if_then(b, b.icmp_signed("<", self.full_end, self.n), name="v.tail"):
             step(self.full_end, self._mask(self.full_end))
@@ -378,15 +335,8 @@ class _Row:
         return _fold_lanes(b, kind, b.load(slot), self.dt)
 
     def map(self, arr, dst, value):
-        b, align = self.b, self.dt.itemsize
-
         def step(i, mask):
-            v = value(self._load(arr, i, mask))
-            if mask is None:
-                b.store(v, self._ptr(dst, i), align=align)
-            else:
-                b.call(_masked(b.module, "store", self.vty),
-                       [v, self._ptr(dst, i), ir.Constant(I32, align), mask])
+            _vstore(self.b, value(self._load(arr, i, mask)), self._ptr(dst, i), self.dt, mask)
         self._steps(step)
 
 
@@ -395,7 +345,30 @@ def _identity_scalar(kind, dt):
     return identity(kind, dt)
 
 
+def _splat(b, v, ty):
+    """A register of type ``ty`` with ``v`` in every lane."""
+    one = b.insert_element(ir.Constant(ty, ir.Undefined), v, ir.Constant(I32, 0))
+    return b.shuffle_vector(one, ir.Constant(ty, ir.Undefined),
+                            ir.Constant(ir.VectorType(I32, ty.count), [0] * ty.count))
+
+
+def _vload(b, ptr, vty, dt, mask):
+    """A vector load, masked (zeros in the masked-off lanes) when ``mask`` is given."""
+    if mask is None:
+        return b.load(ptr, align=dt.itemsize)
+    return b.call(_masked(b.module, "load", vty),
+                  [ptr, ir.Constant(I32, dt.itemsize), mask, splat(vty, constant(dt, 0.0))])
+
+
+def _vstore(b, v, ptr, dt, mask):
+    if mask is None:
+        b.store(v, ptr, align=dt.itemsize)
+    else:
+        b.call(_masked(b.module, "store", v.type), [v, ptr, ir.Constant(I32, dt.itemsize), mask])
+
+
 def _fold_lanes(b, kind, v, dt):
+    """The lanes of ``v`` combined pairwise, halves first: log2(L) vector steps."""
     n = v.type.count
     while n > 1:
         half = n // 2
@@ -406,25 +379,6 @@ def _fold_lanes(b, kind, v, dt):
         v = _combine(b, kind, low, high, dt)
         n = half
     return b.extract_element(v, ir.Constant(I32, 0))
-
-
-@contextlib.contextmanager
-def for_range_step(b, stop, step, hints):
-    """``for i in range(0, stop, step)``; yields the i64 index."""
-    pre = b.block
-    cond = b.append_basic_block("v.cond")
-    body = b.append_basic_block("v.body")
-    end = b.append_basic_block("v.end")
-    b.branch(cond)
-    b.position_at_end(cond)
-    i = b.phi(I64, name="v")
-    i.add_incoming(i64(0), pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, end)
-    b.position_at_end(body)
-    yield i
-    i.add_incoming(b.add(i, i64(step)), b.block)
-    b.branch(cond).set_metadata("llvm.loop", hints)
-    b.position_at_end(end)
 
 
 _IOTAS: dict = {}

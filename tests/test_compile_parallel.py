@@ -71,13 +71,20 @@ def _run_both(dtype, n, mode):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n", [0, 1, 7])
 def test_parts_compute_what_the_reference_computes(split_small, dtype, n):
-    f, out, ws = _run_both(dtype, n, "native")
+    f = _assert_native_matches_reference(dtype, n)
     assert f.artifact.parts == 2
+
+
+def _assert_native_matches_reference(dtype, n):
+    """The native step (outputs and updated weights) against the reference executor;
+    returns the native function."""
+    f, out, ws = _run_both(dtype, n, "native")
     _, ref_out, ref_ws = _run_both(dtype, n, "reference")
     tol = 1e-4 if dtype == "float32" else 1e-10
     np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
     for a, b in zip(ws, ref_ws):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    return f
 
 
 def test_split_keeps_every_symbol_defined_once(split_small):
@@ -207,6 +214,10 @@ def test_an_llvm_error_in_a_part_is_raised_as_without_workers(split_small):
 def test_parts_compute_exactly_what_one_module_computes(split_small, monkeypatch):
     """Large enough for loops split across threads (the runtime's thread count word is
     then used by every part): the same code in two parts gives the same bits."""
+    _assert_one_and_two_parts_agree(monkeypatch)
+
+
+def _assert_one_and_two_parts_agree(monkeypatch):
     results = []
     for workers_flag in ("1", "2"):
         monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", workers_flag)
@@ -228,14 +239,9 @@ def test_parts_compute_exactly_what_one_module_computes(split_small, monkeypatch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n", [0, 1, 7])
 def test_a_module_without_segments_is_split_along_its_kernels(split_kernels, dtype, n):
-    f, out, ws = _run_both(dtype, n, "native")
+    f = _assert_native_matches_reference(dtype, n)
     text = f.artifact.ir or f._full_artifact("ir").ir
     assert f"@\"{codegen.SEGMENT}." not in text and f.artifact.parts == 2
-    _, ref_out, ref_ws = _run_both(dtype, n, "reference")
-    tol = 1e-4 if dtype == "float32" else 1e-10
-    np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol)
-    for a, b in zip(ws, ref_ws):
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
 def test_a_kernel_split_defines_every_symbol_once(split_kernels):
@@ -259,19 +265,4 @@ def test_a_kernel_split_defines_every_symbol_once(split_kernels):
 
 def test_kernel_parts_compute_exactly_what_one_module_computes(split_kernels, monkeypatch):
     """Loops split across threads, kernels in two objects: the same bits as one."""
-    results = []
-    for workers_flag in ("1", "2"):
-        monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", workers_flag)
-        monkeypatch.setenv("SYMGRAPH_CACHE_DIR", "off")
-        cache.clear_memory()
-        with sg.Graph():
-            x, ws, loss, updates = _mlp("float32", depth=3, width=64)
-            f = sg.function([x], loss, updates=updates)
-            xv = np.random.default_rng(1).standard_normal((3000, 64)).astype(np.float32)
-            results.append(([f(xv) for _ in range(2)], [w.get_value() for w in ws],
-                            f.artifact.parts))
-    (one, w_one, parts_one), (two, w_two, parts_two) = results
-    assert (parts_one, parts_two) == (1, 2)
-    np.testing.assert_array_equal(one, two)
-    for a, b in zip(w_one, w_two):
-        np.testing.assert_array_equal(a, b)
+    _assert_one_and_two_parts_agree(monkeypatch)
