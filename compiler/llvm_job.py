@@ -50,7 +50,7 @@ def optimize(binding, tm, mod, *, opt: int, big: bool) -> None:
         _inline_vector_math(binding, mod, tm)
 
 
-def optimize_light(binding, tm, mod, *, big: bool) -> None:
+def optimize_light(binding, tm, mod) -> None:
     """The pipeline of kernels written in vector form (compiler/vector_kernels.py):
     their bodies and vector math inlined (math is kept out of line in a big module,
     as in optimize: partition.separate marks it noinline there),
@@ -74,7 +74,7 @@ def build(binding, tm, text: str, light: str | None, *, opt: int, big: bool):
     if light:
         extra = parse(binding, tm, light)
         if opt:
-            optimize_light(binding, tm, extra, big=big)
+            optimize_light(binding, tm, extra)
         mod.link_in(extra)
     return mod
 

@@ -48,10 +48,6 @@ def vector_lanes(lanes: int):
         _LANES.reset(token)
 
 
-def lanes() -> int:
-    return _LANES.get()
-
-
 def reg_type(dtype) -> ir.Type:
     """The register type of ``dtype``: a scalar, or a vector inside vector_lanes."""
     t = value_type(dtype)
