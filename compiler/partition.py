@@ -196,38 +196,50 @@ def split(text: str, unit_prefix, parts: int):
     for k, run in enumerate(runs):
         roots = run if k else [n for n, f in mod.functions.items()
                                if unit_part.get(n) == 0 or (n not in unit_part and not f.internal)]
-        names = _closure(mod, roots, {u for u, p in unit_part.items() if p != k})
-        used = set().union(*(mod.functions[n].refs for n in names)) if names else set()
-        glob = []
-        for g in sorted(used & set(mod.globals)):
-            line = mod.globals[g]
-            if k and not re.search(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b', line):
-                line = _external_global(line)   # one variable, defined in the first part
-                if line is None:
-                    return None
-            glob.append(line)
-        if k == 0:  # variables other parts use live here, even if no function here does
-            glob += [mod.globals[g] for g in sorted(set(mod.globals) - used)
-                     if _external_global(mod.globals[g]) is not None]
-        rename = {} if k == 0 else {
-            n: f"{n}.p{k}" for n in names
-            if not mod.functions[n].internal and n not in unit_part}
-        out = list(mod.header) + list(mod.declares) + glob
-        for u in sorted(used & set(unit_part), key=units.index):
-            if unit_part[u] != k:
-                out.append(_declaration(mod.functions[u]))
-        for n in names:
-            f = mod.functions[n]
-            body = list(f.lines)
-            if k and n in unit_part:
-                body[0] = body[0].replace("define internal", "define hidden", 1)
-            out.extend(body)
-        out.extend(mod.metadata)
-        part = "\n".join(out) + "\n"
-        for old, new in rename.items():
-            part = re.sub(r'(?<=[@"(])' + re.escape(old) + r'(?=[")])', new, part)
+        part = part_text(mod, k, roots, set(run), {u for u, p in unit_part.items() if p != k},
+                         units)
+        if part is None:
+            return None
         texts.append(part)
     return texts
+
+
+def part_text(mod: Module, k: int, roots, here: set, elsewhere: set, order: list):
+    """The text of part ``k`` of ``mod``: the functions ``roots`` reach, with the units
+    ``here`` (made ``hidden`` in a part other than the first) and without the units
+    ``elsewhere``, declared where used (``order``: all units, in the order to declare
+    them). None when a private variable would have to be shared (see the module
+    docstring)."""
+    names = _closure(mod, roots, elsewhere)
+    used = set().union(*(mod.functions[n].refs for n in names)) if names else set()
+    glob = []
+    for g in sorted(used & set(mod.globals)):
+        line = mod.globals[g]
+        if k and not re.search(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b', line):
+            line = _external_global(line)   # one variable, defined in the first part
+            if line is None:
+                return None
+        glob.append(line)
+    if k == 0:  # variables other parts use live here, even if no function here does
+        glob += [mod.globals[g] for g in sorted(set(mod.globals) - used)
+                 if _external_global(mod.globals[g]) is not None]
+    rename = {} if k == 0 else {
+        n: f"{n}.p{k}" for n in names
+        if not mod.functions[n].internal and n not in here and n not in elsewhere}
+    out = list(mod.header) + list(mod.declares) + glob
+    for u in order:
+        if u in elsewhere and u in used:
+            out.append(_declaration(mod.functions[u]))
+    for n in names:
+        body = mod.functions[n].lines
+        if k and n in here:
+            body = [body[0].replace("define internal", "define hidden", 1)] + body[1:]
+        out.extend(body)
+    out.extend(mod.metadata)
+    part = "\n".join(out) + "\n"
+    for old, new in rename.items():
+        part = re.sub(r'(?<=[@"(])' + re.escape(old) + r'(?=[")])', new, part)
+    return part
 
 
 def separate(text: str, light_attribute: str, *, inline_math: bool = True):
