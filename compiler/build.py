@@ -117,14 +117,13 @@ def _compile_ir(ir_text: str, pool):
         texts = split(ir_text, SEGMENT, parts) or split(ir_text, KERNEL, parts)
         if texts is not None:
             big = target.is_big(ir_text)
-            objects = pool.compile(texts, lambda text: target.compile_object(text, big=big),
+            objects = pool.compile(texts, lambda text: target.compile_objects(text, big=big),
                                    big=big)
             t = time.perf_counter()
-            return pack(objects), t, len(texts)
-    big = target.is_big(ir_text)
-    mod = target.parse_and_optimize(ir_text, big=big)
-    t = time.perf_counter()
-    return target.emit_object(mod), t, 1
+            return pack([o for part in objects for o in part]), t, len(texts)
+    from symgraph.runtime.objects import pack
+    objects = target.compile_objects(ir_text, big=target.is_big(ir_text))
+    return pack(objects), time.perf_counter(), 1
 
 
 def constant_values(program, artifact) -> list:

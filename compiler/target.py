@@ -50,6 +50,13 @@ def _shared_tm():
     return target_machine()
 
 
+@functools.lru_cache(maxsize=None)
+def _fast_tm():
+    """The host machine with LLVM's fast code generator (llvm_job.compile_objects)."""
+    from .llvm_job import machine
+    return machine(llvm(), *host_cpu(), fast=True)
+
+
 # A module with more functions than this (kernels, out-of-line math) is optimized at
 # O2 without loop interleaving and unrolling: loops still vectorize, and compile time
 # stays near-linear in the graph size (benchmarks/workloads/compile_ops.py).
@@ -75,11 +82,38 @@ def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
         return llvm_job.build(b, _shared_tm(), main, light, opt=opt, big=big)
 
 
-def compile_object(ir_text: str, *, big: bool | None = None) -> bytes:
-    """Object code of IR text: parsed, optimized and emitted as a worker would
-    (llvm_job.py)."""
+def compile_objects(ir_text: str, *, big: bool | None = None) -> list:
+    """The object code of IR text: parsed, optimized and emitted as a worker would
+    (llvm_job.compile_objects: one object, or two for a big module)."""
+    from . import llvm_job
+    from .partition import separate
+    from .vector_kernels import LIGHT_ATTRIBUTE
+    b = llvm()
     big = is_big(ir_text) if big is None else big
-    return emit_object(parse_and_optimize(ir_text, big=big))
+    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
+    with _lock:
+        return llvm_job.compile_objects(b, _shared_tm(), _fast_tm, main, light, opt=3,
+                                        big=big)
+
+
+def assembly(ir_text: str) -> str:
+    """The assembly of IR text as compile_objects makes its code (a big module's
+    kernels in vector form from the fast code generator, after the rest)."""
+    from . import llvm_job
+    from .partition import separate
+    from .vector_kernels import LIGHT_ATTRIBUTE
+    b = llvm()
+    big = is_big(ir_text)
+    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
+    with _lock:
+        if not (light and big):
+            return _shared_tm().emit_assembly(
+                llvm_job.build(b, _shared_tm(), main, light, opt=3, big=big))
+        mod = llvm_job.parse(b, _shared_tm(), main)
+        llvm_job.optimize(b, _shared_tm(), mod, opt=3, big=big)
+        kernels = llvm_job.parse(b, _fast_tm(), light)
+        llvm_job.optimize_light(b, _fast_tm(), kernels)
+        return _shared_tm().emit_assembly(mod) + _fast_tm().emit_assembly(kernels)
 
 
 def emit_object(mod) -> bytes:
@@ -87,11 +121,6 @@ def emit_object(mod) -> bytes:
     from .llvm_job import emit
     with _lock:
         return emit(llvm(), _shared_tm(), mod)
-
-
-def emit_assembly(mod) -> str:
-    with _lock:
-        return _shared_tm().emit_assembly(mod)
 
 
 def data_layout() -> str:

@@ -67,7 +67,7 @@ def parts_for(ir_text: str, workers: int) -> int:
 
 class Worker:
     """A process that will compile one part: started early, given its part by
-    ``submit``, its object returned by ``result()`` (None: this process should
+    ``submit``, its objects returned by ``result()`` (None: this process should
     compile the part itself)."""
 
     def __init__(self):
@@ -100,7 +100,7 @@ class Worker:
         except (OSError, ValueError):
             self.output = None
 
-    def result(self) -> bytes | None:
+    def result(self) -> list | None:
         if self.proc is None or self.thread is None:
             return None
         self.thread.join(TIMEOUT)
@@ -112,7 +112,13 @@ class Worker:
             raise RuntimeError(
                 f"the LLVM worker compiling part {self.index} of a module died with "
                 f"signal {signal.Signals(-code).name}: {(self.error or b'').decode()[-2000:]}")
-        return self.output if code == 0 and self.output else None
+        if code != 0 or not self.output:
+            return None
+        from .llvm_job import unframe
+        try:
+            return unframe(self.output)
+        except ValueError:
+            return None
 
     def stop(self) -> None:
         """Kill the process (if it still runs) and reap it: no zombie is left."""
@@ -157,9 +163,10 @@ class Pool:
             w.stop()
 
     def compile(self, parts: list, compile_here, *, big: bool) -> list:
-        """The objects of ``parts`` (IR texts, at most one more than the workers): the
-        first compiled by ``compile_here(text)`` in this process while workers compile
-        the others; a part whose worker fails is compiled here too."""
+        """The objects of each of ``parts`` (IR texts, at most one more than the
+        workers; a list of objects per part): the first compiled by
+        ``compile_here(text)`` in this process while workers compile the others; a part
+        whose worker fails is compiled here too."""
         from .target import host_cpu
         triple, cpu, features = host_cpu()
         request = {"triple": triple, "cpu": cpu, "features": features, "opt": 3, "big": big}

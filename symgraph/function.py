@@ -166,7 +166,7 @@ class Function:
     def asm(self) -> str:
         """Host assembly of the native code."""
         from .compiler import target
-        return target.emit_assembly(target.parse_and_optimize(self._full_artifact("asm").ir))
+        return target.assembly(self._full_artifact("asm").ir)
 
     @property
     def memory_plan(self):

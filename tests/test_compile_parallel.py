@@ -206,8 +206,7 @@ def test_an_llvm_error_in_a_part_is_raised_as_without_workers(split_small):
     from symgraph.compiler import target
     pool = workers.Pool(2)
     with pytest.raises(RuntimeError, match="parsing error"):
-        pool.compile(parts, lambda t: target.emit_object(
-            target.parse_and_optimize(t, big=True)), big=True)
+        pool.compile(parts, lambda t: target.compile_objects(t, big=True), big=True)
     assert all(w.proc.poll() is not None for w in pool.workers)
 
 

@@ -137,6 +137,43 @@ def test_the_light_kernels_are_compiled_apart_and_linked_in():
     np.testing.assert_array_equal(s, np.maximum(xv, 0).sum(axis=1))
 
 
+def test_a_big_module_emits_its_light_kernels_as_a_second_object(monkeypatch):
+    """In a big module the light kernels go through LLVM's fast code generator as an
+    object of their own (llvm_job.compile_objects); the code computes the same, and
+    ``f.asm`` shows both objects' code."""
+    from symgraph.compiler import cache
+    from symgraph.runtime.objects import unpack
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", "off")
+    xv = np.random.default_rng(5).standard_normal((5, 19)).astype(np.float32)
+    results = {}
+    for big in (False, True):
+        cache.clear_memory()     # the same graph: compiled again, not found
+        with big_module(big), sg.Graph():
+            x = sg.placeholder(shape=("n", 19), dtype=np.float32, name="x")
+            h = sg.tanh(x) * 0.5 + sg.exp(-sg.abs(x))
+            f = sg.function([x], [h, sg.sum(h * h, axis=1)])
+            objects = unpack(f._full_artifact("asm").object_code)
+            asm = f.asm
+        assert len(objects) == (2 if big else 1)
+        kernels = [line.split('"')[1] for line in f._full_artifact("ir").ir.splitlines()
+                   if line.startswith("define") and LIGHT_ATTRIBUTE in line]
+        assert kernels and all(f"{k}:" in asm for k in kernels)
+        results[big] = f(xv)
+    ref = np.tanh(xv) * 0.5 + np.exp(-np.abs(xv))
+    for got in results.values():
+        np.testing.assert_allclose(got[0], ref, rtol=2e-6, atol=2e-6)
+        np.testing.assert_allclose(got[1], (ref * ref).sum(axis=1), rtol=1e-5)
+
+
+def test_a_truncated_worker_answer_is_refused():
+    from symgraph.compiler.llvm_job import frame, unframe
+    data = frame([b"abc", b"", b"defgh"])
+    assert unframe(data) == [b"abc", b"", b"defgh"]
+    for cut in (1, 9, len(data) - 1):
+        with pytest.raises(ValueError, match="truncated"):
+            unframe(data[:cut])
+
+
 GUARD_PAGE_SCRIPT = """
 import ctypes, mmap, sys
 import numpy as np
