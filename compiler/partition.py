@@ -230,16 +230,19 @@ def part_text(mod: Module, k: int, roots, here: set, elsewhere: set, order: list
     for u in order:
         if u in elsewhere and u in used:
             out.append(_declaration(mod.functions[u]))
+    renamed = re.compile(r'(?<=[@"(])(' + "|".join(map(re.escape, rename)) + r')(?=[")])') \
+        if rename else None
     for n in names:
-        body = mod.functions[n].lines
+        f = mod.functions[n]
+        body = f.lines
         if k and n in here:
             body = [body[0].replace("define internal", "define hidden", 1)] + body[1:]
+        if renamed is not None and (n in rename or not f.refs.isdisjoint(rename)):
+            # only the functions that name a renamed one are scanned (one pass each)
+            body = renamed.sub(lambda m: rename[m.group(1)], "\n".join(body)).split("\n")
         out.extend(body)
     out.extend(mod.metadata)
-    part = "\n".join(out) + "\n"
-    for old, new in rename.items():
-        part = re.sub(r'(?<=[@"(])' + re.escape(old) + r'(?=[")])', new, part)
-    return part
+    return "\n".join(out) + "\n"
 
 
 def separate(text: str, light_attribute: str, *, inline_math: bool = True):
