@@ -7,7 +7,6 @@ be loaded and run without the graph that produced it.
 from __future__ import annotations
 
 import time
-import numpy as np
 
 from symgraph import dims as D
 from symgraph.op import format_source
@@ -107,10 +106,10 @@ def _compile_ir(ir_text: str, pool):
     cores when it pays (workers.py: ``pool`` holds the workers started for it;
     "optimize" then times the split and the whole parallel compile), else in one piece
     here. The parts' objects are bundled (runtime/objects.py): loaders link them."""
+    from symgraph.runtime.objects import pack
     from . import workers
     parts = workers.parts_for(ir_text, len(pool))
     if parts > 1:
-        from symgraph.runtime.objects import pack
         from .codegen import SEGMENT
         from .partition import split, KERNEL
         # along segments when the module has them, else along its kernels
@@ -121,9 +120,7 @@ def _compile_ir(ir_text: str, pool):
                                    big=big)
             t = time.perf_counter()
             return pack([o for part in objects for o in part]), t, len(texts)
-    from symgraph.runtime.objects import pack
-    objects = target.compile_objects(ir_text, big=target.is_big(ir_text))
-    return pack(objects), time.perf_counter(), 1
+    return pack(target.compile_objects(ir_text)), time.perf_counter(), 1
 
 
 def constant_values(program, artifact) -> list:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 from llvmlite import ir
 
 from symgraph import dims as D
 from symgraph.errors import UnsupportedError
 from symgraph.op import format_source
 from symgraph.ops.elementwise import Elementwise
-from symgraph.ops.leaves import Placeholder, Shared, Constant
+from symgraph.ops.leaves import Shared, Constant
 from .fused import Fused
 from .gcpause import paused_gc, release
 from .irprint import module_text

@@ -6,7 +6,6 @@ from contextlib import contextmanager
 import numpy as np
 from llvmlite import ir
 
-from symgraph import dims as D
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -74,6 +73,33 @@ def i64(v: int) -> ir.Constant:
             _I64.clear()
         c = _I64[v] = ir.Constant(I64, v)
     return c
+
+
+def is_zero(v) -> bool:
+    return isinstance(v, ir.Constant) and v.constant == 0
+
+
+def is_one(v) -> bool:
+    return isinstance(v, ir.Constant) and v.constant == 1
+
+
+def offsets_at(builder, offsets, strides, level: int, i) -> list:
+    """Each operand's element offset at index ``i`` of loop ``level`` of a nest
+    (``offset + i * strides[k][level]``): operands with equal offsets and strides share
+    one value, and no ``add 0`` or ``mul 1`` is written."""
+    made: dict = {}
+    out = []
+    for o, s in zip(offsets, strides):
+        step = s[level]
+        if is_zero(step):
+            out.append(o)
+            continue
+        key = (id(o), id(step) if not isinstance(step, ir.Constant) else step.constant)
+        if key not in made:
+            v = i if is_one(step) else builder.mul(i, step)
+            made[key] = v if is_zero(o) else builder.add(o, v)
+        out.append(made[key])
+    return out
 
 
 def typed_ptr(builder, ptr, dtype):

@@ -18,7 +18,8 @@ from llvmlite import ir
 from symgraph import dims as D
 from symgraph.ops import elementwise as E
 from . import vecmath
-from .irutil import call_intrinsic, I64, PTR, VOID, for_range, i64, load, store, typed_ptr
+from .irutil import (call_intrinsic, I64, PTR, VOID, for_range, i64, is_one, load,
+                     offsets_at, store, typed_ptr)
 from .lower_scalar import constant, convert, emit_op, is_float_dt
 from .vector_kernels import VectorNest, mark_light
 
@@ -81,8 +82,9 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     with ``interleave_math`` stays a scalar loop for the vectorizer: its interleaved
     vector code ran 20% faster than ours (elementwise_grad), and in a small module the
     compile time it costs is small."""
-    if lanes and interleave_math and any(isinstance(op, MATH_OPS)
-                                         for m in members for op, _ in m.fused.body):
+    heavy = interleave_math and any(isinstance(op, MATH_OPS)
+                                    for m in members for op, _ in m.fused.body)
+    if heavy:
         lanes = 0
     in_place = in_place or {}
     n_out, n_in = len(members), len(in_dtypes)
@@ -122,7 +124,7 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
         for j in reversed(range(len(extents))):
             if pat[j]:
                 s.append(acc)
-                acc = b.mul(acc, extents[j]) if not _is_one(acc) else extents[j]
+                acc = b.mul(acc, extents[j]) if not is_one(acc) else extents[j]
             else:
                 s.append(i64(0))
         strides.append(list(reversed(s)))
@@ -163,8 +165,6 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
         VectorNest(b, lanes, out_dtypes[0], ins, outs, strides, n_in,
                    [m.fused.reduce for m in members], emit).run(extents, lo, hi)
     elif extents:
-        heavy = interleave_math and any(isinstance(op, MATH_OPS)
-                                        for m in members for op, _ in m.fused.body)
         # a reduction along the innermost axis carries its sum in a register: several
         # vector accumulators hide the add latency (also in big modules)
         folds = any(m.fused.reduce is not None and not plan.patterns[n_in + k][-1]
@@ -268,10 +268,6 @@ MATH_OPS = (E.Exp, E.Log, E.Log1p, E.Expm1, E.Tanh, E.Sigmoid, E.Softplus, E.Sin
             E.Power)
 
 
-def _is_one(v) -> bool:
-    return isinstance(v, ir.Constant) and v.constant == 1
-
-
 def _nest(b, extents, strides, body, offsets, level, bounds=None, interleave=0):
     if level == len(extents):
         body(offsets)
@@ -280,24 +276,8 @@ def _nest(b, extents, strides, body, offsets, level, bounds=None, interleave=0):
     inner = level == len(extents) - 1
     hints = loop_hints(b.module, interleave if inner else 0)
     with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=hints) as i:
-        # operands with equal offsets and strides share one offset (no ``add 0, i``)
-        made: dict = {}
-        nxt = []
-        for o, s in zip(offsets, strides):
-            step = s[level]
-            if _is_zero(step):
-                nxt.append(o)
-                continue
-            key = (id(o), id(step) if not isinstance(step, ir.Constant) else step.constant)
-            if key not in made:
-                v = i if _is_one(step) else b.mul(i, step)
-                made[key] = v if _is_zero(o) else b.add(o, v)
-            nxt.append(made[key])
-        _nest(b, extents, strides, body, nxt, level + 1, interleave=interleave)
-
-
-def _is_zero(v) -> bool:
-    return isinstance(v, ir.Constant) and v.constant == 0
+        _nest(b, extents, strides, body, offsets_at(b, offsets, strides, level, i),
+              level + 1, interleave=interleave)
 
 
 def _emit_init(b, kind, out, dt, extents, pattern, lo, hi):

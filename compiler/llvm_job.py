@@ -18,7 +18,7 @@ import sys
 
 def machine(binding, triple: str, cpu: str, features: str, *, fast: bool = False):
     """A target machine for relocatable, position-independent objects; ``fast``: one
-    whose code generator skips the machine-level optimizations (see ``compile_objects``)."""
+    whose code generator skips the machine-level optimizations (see ``optimized_modules``)."""
     target = binding.Target.from_triple(triple)
     return target.create_target_machine(cpu=cpu, features=features, opt=0 if fast else 3,
                                         reloc="pic", codemodel="default")
@@ -80,11 +80,12 @@ def build(binding, tm, text: str, light: str | None, *, opt: int, big: bool):
     return mod
 
 
-def compile_objects(binding, tm, fast_tm, text: str, light: str | None, *, opt: int,
-                    big: bool) -> list:
-    """The objects of a main text and its light part (partition.separate): one object,
-    the light part linked in, or two in a big module, whose light part (kernels
-    already in vector form) ``fast_tm`` compiles (a callable making it on demand).
+def optimized_modules(binding, tm, fast_tm, text: str, light: str | None, *, opt: int,
+                      big: bool) -> list:
+    """(target machine, optimized module) pairs of a main text and its light part
+    (partition.separate): one module, the light part linked in, or two in a big
+    module, whose light part (kernels already in vector form) ``fast_tm`` compiles (a
+    callable making it on demand).
 
     Why two: in a big module LLVM's time goes to the code generator, a fixed cost of
     about 2 ms per function plus 65 us per line of IR at O3 (measured on the kernels
@@ -93,17 +94,24 @@ def compile_objects(binding, tm, fast_tm, text: str, light: str | None, *, opt: 
     (scheduling, greedy allocation, machine LICM and CSE, block placement) found little
     to improve in them: code generation without them took 45-55 % of the time, and the
     3,000-op graph ran as fast within the noise of this host (its medians varied by
-    more than the difference). Small modules keep one object at O3: their kernels are
+    more than the difference). Small modules keep one module at O3: their kernels are
     the hot loops of a training step, and their code generation is not the bulk of
     the compile."""
     if not (light and big and opt):
-        return [emit(binding, tm, build(binding, tm, text, light, opt=opt, big=big))]
+        return [(tm, build(binding, tm, text, light, opt=opt, big=big))]
     mod = parse(binding, tm, text)
     optimize(binding, tm, mod, opt=opt, big=big)
     fast = fast_tm()
     kernels = parse(binding, fast, light)
     optimize_light(binding, fast, kernels)
-    return [emit(binding, tm, mod), emit(binding, fast, kernels)]
+    return [(tm, mod), (fast, kernels)]
+
+
+def compile_objects(binding, tm, fast_tm, text: str, light: str | None, *, opt: int,
+                    big: bool) -> list:
+    """The objects of ``optimized_modules``, one per module."""
+    return [emit(binding, machine_, mod) for machine_, mod in
+            optimized_modules(binding, tm, fast_tm, text, light, opt=opt, big=big)]
 
 
 def frame(objects: list) -> bytes:

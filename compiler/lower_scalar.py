@@ -22,7 +22,7 @@ from symgraph.ops import elementwise as E
 from symgraph.types import result_dtype, TensorType
 from . import vecmath_lib
 from .fused import ScalarConst
-from .irutil import I1, I64, value_type, call_intrinsic
+from .irutil import I1, value_type, call_intrinsic
 
 EMITTERS: dict = {}
 

@@ -17,10 +17,10 @@ from symgraph.ops.leaves import DimValue
 from .codegen import lowers, VIEW_OPS
 from .fused import Fused
 from .irutil import (call_intrinsic, I1, I64, PTR, VOID, fold_range, for_range, i64, load,
-                     store, typed_ptr, storage_type, value_type, product)
+                     store, typed_ptr, value_type)
 from .horizontal import as_fused
 from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OPS, loop_hints
-from .lower_scalar import constant, convert
+from .lower_scalar import constant
 from . import vecmath
 from .parallel import call_kernel, MATH_COST
 from .vector_kernels import lanes_for, lanes_for_dtype, mark_light, softmax_rows
@@ -200,17 +200,18 @@ def lower_softmax(ctx, nid):
     out, src = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
     n_outer, n, n_inner = fn.args[2:]
     shape = _split(ctx.type(x).shape, op.axis)
+    # along the last axis (the usual case) rows are contiguous: no loop over the inner
+    # extent, no stride the vectorizer would version its loops for
+    rows = type(shape[2]) is int and shape[2] == 1
     lanes = lanes_for_dtype(dt) if VECTOR_KERNELS else 0
-    if lanes and type(shape[2]) is int and shape[2] == 1:
+    if lanes and rows:
         mark_light(fn)          # rows in vector form (vector_kernels.py)
         softmax_rows(b, log, dt, out, src, n_outer, n, lanes)
         b.ret_void()
         _call(ctx, fn, [ctx.buffer(nid), ctx.buffer(x)], shape)
         return
     with for_range(b, n_outer, name="o") as o:
-        if type(shape[2]) is int and shape[2] == 1:
-            # along the last axis (the usual case) rows are contiguous: no loop over the
-            # inner extent, no stride the vectorizer would version its loops for
+        if rows:
             base = b.mul(o, n)
             _softmax_row(b, log, dt, out, src, n, lambda i: b.add(base, i))
         else:

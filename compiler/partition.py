@@ -212,15 +212,12 @@ def part_text(mod: Module, k: int, roots, here: set, elsewhere: set, order: list
     docstring)."""
     names = _closure(mod, roots, elsewhere)
     used = set().union(*(mod.functions[n].refs for n in names)) if names else set()
-    glob = []
-    for g in sorted(used & set(mod.globals)):
-        line = mod.globals[g]
-        if k and not re.search(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b', line):
-            line = _external_global(line)   # one variable, defined in the first part
-            if line is None:
-                return None
-        glob.append(line)
-    if k == 0:  # variables other parts use live here, even if no function here does
+    if k:
+        glob = _borrowed_globals(mod, used)   # variables are defined in the first part
+        if glob is None:
+            return None
+    else:   # every variable, even one only other parts use
+        glob = [mod.globals[g] for g in sorted(used & set(mod.globals))]
         glob += [mod.globals[g] for g in sorted(set(mod.globals) - used)
                  if _external_global(mod.globals[g]) is not None]
     rename = {} if k == 0 else {
@@ -253,9 +250,10 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
     marked (or when the marked functions use a variable that cannot be shared).
 
     The marked kernels become ``hidden`` in ``light``; the vector math they call is
-    copied there as ``internal`` (the linker renames it away from the main module's
-    copy), so the two modules link into one; ``inline_math=False`` (a big module) makes
-    those copies ``noinline``, as the main module keeps its math out of line."""
+    copied there as ``internal`` (never clashing with the main module's copy), so the
+    two modules link into one module or load as two objects; ``inline_math=False`` (a
+    big module) makes those copies ``noinline``, as the main module keeps its math out
+    of line."""
     if light_attribute not in text:
         return text, None
     mod = parse(text)
@@ -265,14 +263,9 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
     light_set = set(light)
     reach = _closure(mod, light)
     used = set().union(*(mod.functions[n].refs for n in reach))
-    glob = []
-    for g in sorted(used & set(mod.globals)):
-        line = mod.globals[g]
-        if not re.search(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b', line):
-            line = _external_global(line)
-            if line is None:
-                return text, None
-        glob.append(line)
+    glob = _borrowed_globals(mod, used)
+    if glob is None:
+        return text, None
     out = list(mod.header) + list(mod.declares) + glob
     for n in reach:
         body = list(mod.functions[n].lines)
@@ -295,6 +288,24 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
             main.extend(mod.functions[n].lines)
     main.extend(mod.metadata)
     return "\n".join(main) + "\n", "\n".join(out) + "\n"
+
+
+_LOCAL_CONSTANT = re.compile(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b')
+
+
+def _borrowed_globals(mod: Module, used: set):
+    """The lines, for a module other than the one that defines them, of the globals
+    ``used`` there: private or internal constants copied, variables declared
+    ``external``; None when one of them cannot be seen from another object."""
+    out = []
+    for g in sorted(used & set(mod.globals)):
+        line = mod.globals[g]
+        if not _LOCAL_CONSTANT.search(line):
+            line = _external_global(line)
+            if line is None:
+                return None
+        out.append(line)
+    return out
 
 
 def _external_global(line: str):

@@ -67,53 +67,45 @@ def is_big(ir_text: str) -> bool:
     return ir_text.count("\ndefine ") > BIG_MODULE_FUNCTIONS
 
 
+def _separated(ir_text: str, big: bool | None):
+    """(main text, light text or None, big) of a module's text (partition.separate;
+    ``big`` None: from its count of functions)."""
+    from .partition import separate
+    from .vector_kernels import LIGHT_ATTRIBUTE
+    big = is_big(ir_text) if big is None else big
+    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
+    return main, light, big
+
+
 def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
     """Parse IR text, verify it, and run the O2/O3 pipeline with vectorization on
     (a lighter one for big modules, see BIG_MODULE_FUNCTIONS; ``big`` overrides the
     count of functions); kernels already in vector form get the light pipeline
     apart and are linked in (llvm_job.build)."""
     from . import llvm_job
-    from .partition import separate
-    from .vector_kernels import LIGHT_ATTRIBUTE
-    b = llvm()
-    big = is_big(ir_text) if big is None else big
-    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
+    main, light, big = _separated(ir_text, big)
     with _lock:
-        return llvm_job.build(b, _shared_tm(), main, light, opt=opt, big=big)
+        return llvm_job.build(llvm(), _shared_tm(), main, light, opt=opt, big=big)
 
 
 def compile_objects(ir_text: str, *, big: bool | None = None) -> list:
     """The object code of IR text: parsed, optimized and emitted as a worker would
-    (llvm_job.compile_objects: one object, or two for a big module)."""
+    (llvm_job.optimized_modules: one object, or two for a big module)."""
     from . import llvm_job
-    from .partition import separate
-    from .vector_kernels import LIGHT_ATTRIBUTE
-    b = llvm()
-    big = is_big(ir_text) if big is None else big
-    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
+    main, light, big = _separated(ir_text, big)
     with _lock:
-        return llvm_job.compile_objects(b, _shared_tm(), _fast_tm, main, light, opt=3,
-                                        big=big)
+        return llvm_job.compile_objects(llvm(), _shared_tm(), _fast_tm, main, light,
+                                        opt=3, big=big)
 
 
 def assembly(ir_text: str) -> str:
-    """The assembly of IR text as compile_objects makes its code (a big module's
-    kernels in vector form from the fast code generator, after the rest)."""
+    """The assembly of IR text, made as compile_objects makes its code (in a big
+    module, the kernels in vector form by the fast code generator, after the rest)."""
     from . import llvm_job
-    from .partition import separate
-    from .vector_kernels import LIGHT_ATTRIBUTE
-    b = llvm()
-    big = is_big(ir_text)
-    main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
+    main, light, big = _separated(ir_text, None)
     with _lock:
-        if not (light and big):
-            return _shared_tm().emit_assembly(
-                llvm_job.build(b, _shared_tm(), main, light, opt=3, big=big))
-        mod = llvm_job.parse(b, _shared_tm(), main)
-        llvm_job.optimize(b, _shared_tm(), mod, opt=3, big=big)
-        kernels = llvm_job.parse(b, _fast_tm(), light)
-        llvm_job.optimize_light(b, _fast_tm(), kernels)
-        return _shared_tm().emit_assembly(mod) + _fast_tm().emit_assembly(kernels)
+        return "".join(tm.emit_assembly(mod) for tm, mod in llvm_job.optimized_modules(
+            llvm(), _shared_tm(), _fast_tm, main, light, opt=3, big=big))
 
 
 def emit_object(mod) -> bytes:

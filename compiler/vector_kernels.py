@@ -24,7 +24,7 @@ import numpy as np
 from llvmlite import ir
 
 from symgraph.ops import elementwise as E
-from .irutil import I32, I64, i64, for_range, if_then, load, store
+from .irutil import I32, I64, i64, for_range, if_then, is_zero, load, offsets_at, store
 from .lower_scalar import EMITTERS, constant, splat, vector_lanes
 from .fused import ScalarConst
 
@@ -123,18 +123,11 @@ class VectorNest:
             self._row(offsets, start, stop)
             return
         with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=self.hints) as i:
-            nxt = []
-            for o, s in zip(offsets, self.strides):
-                step = s[level]
-                if isinstance(step, ir.Constant) and step.constant == 0:
-                    nxt.append(o)
-                else:
-                    nxt.append(b.add(o, b.mul(i, step)))
-            self._level(extents, nxt, level + 1, None)
+            self._level(extents, offsets_at(b, offsets, self.strides, level, i), level + 1,
+                        None)
 
     def _dense(self, k) -> bool:
-        s = self.strides[k][-1]
-        return not (isinstance(s, ir.Constant) and s.constant == 0)
+        return not is_zero(self.strides[k][-1])
 
     # -- one row: vector loop, masked tail, reductions --------------------------------
     def _row(self, offsets, start, stop):
@@ -202,7 +195,7 @@ class VectorNest:
 
         def address(k, base):
             off = offsets[k]
-            at = idx if isinstance(off, ir.Constant) and off.constant == 0 else b.add(off, idx)
+            at = idx if is_zero(off) else b.add(off, idx)
             return b.bitcast(b.gep(base, [at], inbounds=True), self.vty.as_pointer())
 
         def input_value(u):

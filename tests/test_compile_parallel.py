@@ -20,10 +20,8 @@ needs_linker = pytest.mark.skipif(link.linker() is None, reason="no system linke
 
 
 @pytest.fixture
-def split_small(monkeypatch, tmp_path):
-    """Segments of two steps, split into two parts even for a small module."""
-    monkeypatch.setattr(codegen, "SEGMENT_STEPS", 2)
-    monkeypatch.setattr(codegen, "SEGMENTED_FROM", 2)
+def split_kernels(monkeypatch, tmp_path):
+    """No segments (a small module), split along its kernels into two parts."""
     monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
     monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
     monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
@@ -34,15 +32,10 @@ def split_small(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def split_kernels(monkeypatch, tmp_path):
-    """No segments (a small module), split along its kernels into two parts."""
-    monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
-    monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
-    monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
-    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
-    cache.clear_memory()
-    yield
-    cache.clear_memory()
+def split_small(split_kernels, monkeypatch):
+    """Segments of two steps, split into two parts even for a small module."""
+    monkeypatch.setattr(codegen, "SEGMENT_STEPS", 2)
+    monkeypatch.setattr(codegen, "SEGMENTED_FROM", 2)
 
 
 def _mlp(dtype, depth=6, width=5, seed=0):
