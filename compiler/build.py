@@ -62,9 +62,17 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
     from . import workers
     t0 = time.perf_counter()
     with workers.Pool(workers.expected_parts(program)) as pool:
-        ir_text, layout = compile_program(program)
-        t1 = time.perf_counter()
-        obj, t2, parts = _compile_ir(ir_text, pool)
+        light = _light_stream(pool)
+        try:
+            ir_text, layout = compile_program(program, light=light)
+            t1 = time.perf_counter()
+            if light is not None and light.main_text is not None:
+                obj, t2, parts = _compile_streamed(light, pool)
+            else:
+                obj, t2, parts = _compile_ir(ir_text, pool)
+        finally:
+            if light is not None:
+                light.close()
     t3 = time.perf_counter()
     g = program.graph
     reqs = [{"left": D.to_data(a), "right": D.to_data(b),
@@ -99,6 +107,30 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
     art.shared_ids = layout["shared"]
     art.constant_ids = layout["constants"]
     return art
+
+
+def _light_stream(pool):
+    """A LightStream for the kernels of a big module, when a second core can compile
+    them during lowering (a worker was started: see workers.expected_parts) and they
+    are written as text; else None."""
+    from .kernels import writes_text
+    if not len(pool) or not writes_text():
+        return None
+    from .light_stream import LightStream
+    return LightStream()
+
+
+def _compile_streamed(light, pool):
+    """(object code, time when compilation ended, parts) of a module whose light
+    kernels went to ``light`` while it was lowered: the rest (light.main_text) is
+    compiled by a worker meanwhile the last batches are (here, if no worker can)."""
+    from symgraph.runtime.objects import pack
+    worker = pool.submit_one(light.main_text, big=True)
+    objects = list(light.finish())
+    rest = worker.result() if worker is not None else None
+    if rest is None:
+        rest = target.compile_objects(light.main_text, big=True)
+    return pack(objects + rest), time.perf_counter(), len(objects) + 1
 
 
 def _compile_ir(ir_text: str, pool):

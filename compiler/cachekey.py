@@ -29,7 +29,20 @@ _PACKAGES = ("symgraph", "symgraph.compiler", "symgraph.runtime")
 
 
 def versions() -> str:
-    return _static_versions() + _parallel_tag()
+    return _static_versions() + _parallel_tag() + _codegen_tag()
+
+
+def _codegen_tag() -> str:
+    """The code generator's switches that change the code it makes (tests set them:
+    a build made with other settings must not be a hit). The code generator is not
+    imported for this: a switch of a module not imported yet has its default."""
+    import sys
+    tag = ""
+    for module, switch in (("target", "BIG_MODULE_FUNCTIONS"), ("lowerings", "VECTOR_KERNELS")):
+        m = sys.modules.get(f"{__package__}.{module}")
+        if m is not None and getattr(m, switch) != getattr(m, "DEFAULT_" + switch):
+            tag += f"|{switch} {getattr(m, switch)}"
+    return tag
 
 
 def _parallel_tag() -> str:

@@ -19,7 +19,7 @@ from symgraph.ops.elementwise import Elementwise
 from symgraph.ops.leaves import Shared, Constant
 from .fused import Fused
 from .gcpause import paused_gc, release
-from .irprint import module_text
+from .irprint import module_text, module_texts
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then
 from .memory import plan_memory, nbytes
 
@@ -86,6 +86,7 @@ class LowerContext:
         self.exit_block = None
         self._in_prologue = False
         self.threads_symbol = None       # the module's thread-count word (parallel.py)
+        self.light = None                # where text kernels of a big module go (build.py)
 
     def begin_function(self, fn) -> None:
         """Lower into ``fn`` (``i32 (ptr args, ptr dims)``: the entry or a segment of it)
@@ -170,16 +171,23 @@ class LowerContext:
         return f"{node['op'].name} (node %{nid}, created at {format_source(node['source'])})"
 
 
-def compile_program(program, *, name="sg"):
-    """Lower ``program`` to an LLVM module; returns (module IR text, layout dict)."""
+def compile_program(program, *, name="sg", light=None):
+    """Lower ``program`` to an LLVM module; returns (module IR text, layout dict).
+    ``light`` (a light_stream.LightStream): kernels in vector form of a big module go
+    to it as they are written; the text it has left to compile is then
+    ``light.main_text``."""
     with paused_gc():
-        module, layout = lower_program(program, name=name)
-        text = module_text(module)
+        module, layout = lower_program(program, name=name, light=light)
+        if light is not None and light.started:
+            light.flush()
+            text, light.main_text = module_texts(module, light.shipped)
+        else:
+            text = module_text(module)
         release(module)
     return text, layout
 
 
-def lower_program(program, *, name="sg"):
+def lower_program(program, *, name="sg", light=None):
     """``program`` as an llvmlite.ir Module; returns (module, layout dict)."""
     from . import lowerings  # noqa: F401  (fills the lowering table)
     program = _legalize(_materialize_leaf_updates(program))
@@ -217,6 +225,7 @@ def lower_program(program, *, name="sg"):
     fn.args[0].name, fn.args[1].name = "args", "dims"
     ctx = LowerContext(module, None, program, plan, fn.args[0], None, symbols, None)
     ctx.scratch_arg = scratch_arg
+    ctx.light = light
     chunks = segments(plan.steps)
     if len(chunks) == 1:
         ctx.begin_function(fn)

@@ -28,6 +28,8 @@ from llvmlite.ir import instructions as ins
 from llvmlite.ir import types as ty
 from llvmlite.ir import values as val
 
+from .irtext import text_function
+
 # llvmlite before 0.45 printed typed pointers only and had no switch for it
 _TYPED_POINTERS = getattr(llvmlite, "ir_layer_typed_pointers_enabled", True)
 _TYPED_POINTER = getattr(ty, "_TypedPointerType", None)
@@ -272,13 +274,14 @@ class _Printer:
             return f"{self.type(a.type)} {' '.join(attrs._to_list(a.type))} {self.ref(a)}"
         return self.operand(a)
 
-    def prototype(self, fn) -> str:
-        """Function.descr_prototype: ``define``/``declare`` line of a function."""
+    def prototype(self, fn, define: bool = False) -> str:
+        """Function.descr_prototype: ``define``/``declare`` line of a function
+        (``define``: a function whose body is text, irtext.py)."""
         rv = fn.return_value
         if type(rv) is not val.ReturnValue or any(type(a) is not val.Argument for a in fn.args):
             buf: list = []
             fn.descr_prototype(buf)
-            return buf[0]
+            return buf[0].replace("declare", "define", 1) if define else buf[0]
         rattrs = rv.attributes
         ret = (f"{' '.join(rattrs._to_list(rv.type))} {self.type(rv.type)}" if rattrs or
                rattrs.align or rattrs.dereferenceable or rattrs.dereferenceable_or_null
@@ -290,7 +293,7 @@ class _Printer:
             vararg = ", ..." if fn.ftype.var_arg else ""
         else:
             vararg = "..." if fn.ftype.var_arg else ""
-        head = " ".join([x for x in ("define" if fn.blocks else "declare", fn.linkage,
+        head = " ".join([x for x in ("define" if fn.blocks or define else "declare", fn.linkage,
                                      fn.calling_convention, ret) if x])
         section = f' section "{fn.section}"' if fn.section else ""
         md = fn._stringify_metadata()
@@ -298,6 +301,9 @@ class _Printer:
         return f"{head} {self.ref(fn)}({args}{vararg}){attrs}{section}{md}\n"
 
     def function(self, fn) -> str:
+        written = text_function(fn)
+        if written is not None:
+            return self.prototype(fn, define=True) + written.body()
         buf = [self.prototype(fn)]
         if fn.blocks:
             buf.append("{\n")
@@ -319,15 +325,43 @@ def module_text(module: ir.Module) -> str:
 
 def _text(module: ir.Module) -> str:
     p = _Printer()
-    lines = [f'; ModuleID = "{module.name}"',
-             f'target triple = "{module.triple}"',
-             f'target datalayout = "{module.data_layout}"',
-             ""]
-    lines += [it.get_declaration() for it in module.get_identified_types().values()]
+    lines = _head(module)
     lines += [p.function(v) if type(v) is ir.Function else str(v)
               for v in module.globals.values()]
     lines += module._get_metadata_lines()
     return "\n".join(lines)
+
+
+def _head(module: ir.Module) -> list:
+    return [f'; ModuleID = "{module.name}"', f'target triple = "{module.triple}"',
+            f'target datalayout = "{module.data_layout}"', "",
+            *[it.get_declaration() for it in module.get_identified_types().values()]]
+
+
+def module_texts(module: ir.Module, shipped: dict) -> tuple:
+    """(the module's text, the text left to compile) in one print: in the second, each
+    function named ``"declare"`` in ``shipped`` (kernels compiled apart, in
+    light_stream.py) is declared ``hidden``, and each named ``"omit"`` (their bodies)
+    left out. Only for a printer that agrees with llvmlite (text kernels need it)."""
+    if not agrees_with_llvmlite():
+        raise RuntimeError("module_texts needs the fast printer (irprint.agrees_with_llvmlite)")
+    from .partition import Function, _declaration
+    p = _Printer()
+    full, rest = _head(module), _head(module)
+    for v in module.globals.values():
+        if type(v) is not ir.Function:
+            full.append(str(v))
+            rest.append(full[-1])
+            continue
+        text = p.function(v)
+        full.append(text)
+        what = shipped.get(v.name)
+        if what is None:
+            rest.append(text)
+        elif what == "declare":
+            rest.append(_declaration(Function(v.name, [text.partition("\n")[0]], False)))
+    metadata = module._get_metadata_lines()
+    return "\n".join(full + metadata), "\n".join(rest + metadata)
 
 
 @functools.lru_cache(maxsize=None)

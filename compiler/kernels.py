@@ -17,13 +17,21 @@ from llvmlite import ir
 
 from symgraph import dims as D
 from symgraph.ops import elementwise as E
-from . import vecmath
+from . import irprint, irtext, vecmath
 from .irutil import (call_intrinsic, I64, PTR, VOID, for_range, i64, is_one, load,
                      offsets_at, store, typed_ptr)
 from .lower_scalar import constant, convert, emit_op, is_float_dt
 from .vector_kernels import VectorNest, mark_light
 
 REDUCE_IDENTITY = {"sum": 0, "prod": 1}
+
+# Kernels in vector form are written as IR text (irtext.py) unless this is off (tests
+# compare that text with llvmlite's own) or irprint does not print as this llvmlite does.
+TEXT_KERNELS = True
+
+
+def writes_text() -> bool:
+    return TEXT_KERNELS and irprint.agrees_with_llvmlite()
 
 
 @dataclass
@@ -66,7 +74,8 @@ class Member:
 
 
 def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *,
-               in_place=None, interleave_math: bool = True, lanes: int = 0) -> ir.Function:
+               in_place=None, interleave_math: bool = True, lanes: int = 0,
+               compact_tails: bool = False) -> ir.Function:
     """``void name(ptr out0.., ptr in0.., i64 lo, i64 hi, i64 extent0..)``: one loop
     nest computing every member's value (common subexpressions once) and writing or
     reducing it into its output. ``plan.patterns`` lists the inputs, then the outputs.
@@ -81,7 +90,8 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     (vector_kernels.py; lanes_for says when a kernel can be). A body of vector math
     with ``interleave_math`` stays a scalar loop for the vectorizer: its interleaved
     vector code ran 20% faster than ours (elementwise_grad), and in a small module the
-    compile time it costs is small."""
+    compile time it costs is small. ``compact_tails`` (big modules): the vector form runs
+    a row's last partial vector through the loop's body (VectorNest, compact)."""
     heavy = interleave_math and any(isinstance(op, MATH_OPS)
                                     for m in members for op, _ in m.fused.body)
     if heavy:
@@ -100,18 +110,21 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     for k in range(n_ptr):
         fn.args[k].add_attribute("noalias")
         fn.args[k].name = (f"out{k}" if n_out > 1 else "out") if k < n_out else f"in{k - n_out}"
-    lo, hi = fn.args[n_ptr], fn.args[n_ptr + 1]
-    lo.name, hi.name = "lo", "hi"
-    extents = list(fn.args[n_ptr + 2:])
-    for j, e in enumerate(extents):
+    fn.args[n_ptr].name, fn.args[n_ptr + 1].name = "lo", "hi"
+    for j, e in enumerate(fn.args[n_ptr + 2:]):
         e.name = f"n{j}"
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    if lanes and writes_text():
+        b, args = irtext.define(fn)      # written as text: see irtext.py
+    else:
+        b, args = ir.IRBuilder(fn.append_basic_block("entry")), fn.args
+    lo, hi = args[n_ptr], args[n_ptr + 1]
+    extents = list(args[n_ptr + 2:])
     casts: dict = {}   # (argument, dtype) -> its typed pointer, made once
 
     def typed(k, dt):
         key = (k, np.dtype(dt))
         if key not in casts:
-            casts[key] = typed_ptr(b, fn.args[k], dt)
+            casts[key] = typed_ptr(b, args[k], dt)
         return casts[key]
     outs = [typed(k, dt) for k, dt in enumerate(out_dtypes)]
     ins = [typed(n_out + k if k not in in_place else in_place[k], dt)
@@ -163,7 +176,8 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
             emit_members(builder, members, listing, paired, in_dtypes, out_dtypes,
                          input_value, write)
         VectorNest(b, lanes, out_dtypes[0], ins, outs, strides, n_in,
-                   [m.fused.reduce for m in members], emit).run(extents, lo, hi)
+                   [m.fused.reduce for m in members], emit,
+                   compact=compact_tails).run(extents, lo, hi)
     elif extents:
         # a reduction along the innermost axis carries its sum in a register: several
         # vector accumulators hide the add latency (also in big modules)

@@ -114,6 +114,14 @@ def compile_objects(binding, tm, fast_tm, text: str, light: str | None, *, opt: 
             optimized_modules(binding, tm, fast_tm, text, light, opt=opt, big=big)]
 
 
+def compile_light(binding, fast_tm, text: str) -> bytes:
+    """The object of a module of kernels in vector form only (light_stream.py): the
+    light part of a big module (``optimized_modules``), compiled alone."""
+    mod = parse(binding, fast_tm, text)
+    optimize_light(binding, fast_tm, mod)
+    return emit(binding, fast_tm, mod)
+
+
 def frame(objects: list) -> bytes:
     """A worker's objects on its stdout: each one's length (8 bytes, little-endian),
     then its bytes."""

@@ -15,6 +15,7 @@ from symgraph.ops import shape as S
 from symgraph.ops import nn as NN
 from symgraph.ops.leaves import DimValue
 from .codegen import lowers, VIEW_OPS
+from .irtext import text_function
 from .fused import Fused
 from .irutil import (call_intrinsic, I1, I64, PTR, VOID, fold_range, for_range, i64, load,
                      store, typed_ptr, value_type)
@@ -26,7 +27,8 @@ from .parallel import call_kernel, MATH_COST
 from .vector_kernels import lanes_for, lanes_for_dtype, mark_light, softmax_rows
 
 # Fused kernels in vector form where they can be (vector_kernels.py)
-VECTOR_KERNELS = True
+DEFAULT_VECTOR_KERNELS = True
+VECTOR_KERNELS = DEFAULT_VECTOR_KERNELS   # tests change it (cachekey.py)
 
 VIEW_OPS.add(S.Reshape)
 
@@ -92,11 +94,14 @@ def _lower_loop(ctx, nid):
     fn = ctx.kernel_cache.get(key)
     if fn is None:
         label = fuseds[0].name if len(group) == 1 else f"group{len(group)}"
+        big = _big_program(ctx)
         fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
-                        plan, in_place=in_place, interleave_math=not _big_program(ctx),
+                        plan, in_place=in_place, interleave_math=not big, compact_tails=big,
                         lanes=lanes_for(members, in_dtypes, out_dtypes, plan.extents)
                         if VECTOR_KERNELS else 0)
         ctx.kernel_cache[key] = fn
+        if ctx.light is not None and big and text_function(fn) is not None:
+            ctx.light.add(fn, expected=ctx._fused_steps)
     splittable, reduced = _split_plan(plan, fuseds, out_dtypes, len(in_ids), in_place)
     call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],
                 plan.extents, splittable=splittable, reduced=reduced,
@@ -133,7 +138,8 @@ def _big_program(ctx) -> bool:
     if big is None:
         from .target import BIG_MODULE_FUNCTIONS
         g = ctx.graph
-        big = sum(as_fused(g, n) is not None for n in ctx.plan.steps) > BIG_MODULE_FUNCTIONS
+        ctx._fused_steps = sum(as_fused(g, n) is not None for n in ctx.plan.steps)
+        big = ctx._fused_steps > BIG_MODULE_FUNCTIONS
         ctx._big_program = big
     return big
 

@@ -60,7 +60,8 @@ def _fast_tm():
 # A module with more functions than this (kernels, out-of-line math) is optimized at
 # O2 without loop interleaving and unrolling: loops still vectorize, and compile time
 # stays near-linear in the graph size (benchmarks/workloads/compile_ops.py).
-BIG_MODULE_FUNCTIONS = 48
+DEFAULT_BIG_MODULE_FUNCTIONS = 48
+BIG_MODULE_FUNCTIONS = DEFAULT_BIG_MODULE_FUNCTIONS   # tests change it (cachekey.py)
 
 
 def is_big(ir_text: str) -> bool:
@@ -96,6 +97,13 @@ def compile_objects(ir_text: str, *, big: bool | None = None) -> list:
     with _lock:
         return llvm_job.compile_objects(llvm(), _shared_tm(), _fast_tm, main, light,
                                         opt=3, big=big)
+
+
+def compile_light(text: str) -> bytes:
+    """The object of a module of kernels in vector form (llvm_job.compile_light)."""
+    from . import llvm_job
+    with _lock:
+        return llvm_job.compile_light(llvm(), _fast_tm(), text)
 
 
 def assembly(ir_text: str) -> str:

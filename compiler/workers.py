@@ -162,14 +162,22 @@ class Pool:
         for w in self.workers:
             w.stop()
 
+    def submit_one(self, text: str, *, big: bool):
+        """Give ``text`` to the first worker (the others are stopped); that Worker, or
+        None when there is none."""
+        if not self.workers:
+            return None
+        for w in self.workers[1:]:
+            w.stop()
+        self.workers[0].submit(1, text, _request(big))
+        return self.workers[0]
+
     def compile(self, parts: list, compile_here, *, big: bool) -> list:
         """The objects of each of ``parts`` (IR texts, at most one more than the
         workers; a list of objects per part): the first compiled by
         ``compile_here(text)`` in this process while workers compile the others; a part
         whose worker fails is compiled here too."""
-        from .target import host_cpu
-        triple, cpu, features = host_cpu()
-        request = {"triple": triple, "cpu": cpu, "features": features, "opt": 3, "big": big}
+        request = _request(big)
         used = self.workers[:len(parts) - 1]
         for k, (w, text) in enumerate(zip(used, parts[1:]), 1):
             w.submit(k, text, request)
@@ -183,3 +191,10 @@ class Pool:
             return objects
         finally:
             self.close()
+
+
+def _request(big: bool) -> dict:
+    """The head of a worker's request (llvm_job.main)."""
+    from .target import host_cpu
+    triple, cpu, features = host_cpu()
+    return {"triple": triple, "cpu": cpu, "features": features, "opt": 3, "big": big}

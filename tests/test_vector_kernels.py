@@ -1,8 +1,9 @@
 """Fused kernels written in vector form (compiler/vector_kernels.py): whole registers
-and a masked tail per row, compiled with the light pipeline and linked into the
-module. They must compute what the reference executor computes for every row length
-around the register width, every broadcast pattern and reduction, and their masked
-tails must never touch memory past an operand's end."""
+and a masked tail per row (a compact tail, on copies in stack buffers, in a big
+module), compiled with the light pipeline and linked into the module. They must
+compute what the reference executor computes for every row length around the
+register width, every broadcast pattern and reduction, and their tails must never
+touch memory past an operand's end."""
 import contextlib
 import os
 import subprocess
@@ -57,9 +58,10 @@ def _tol(dtype):
     return dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("big", [False, True], ids=["masked-tail", "compact-tail"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", LENGTHS)
-def test_rows_of_every_length_around_the_register_width(dtype, n):
+def test_rows_of_every_length_around_the_register_width(dtype, n, big):
     rng = np.random.default_rng(n)
     x = rng.standard_normal((3, n)).astype(dtype)
     row = rng.standard_normal((n,)).astype(dtype)
@@ -69,23 +71,56 @@ def test_rows_of_every_length_around_the_register_width(dtype, n):
         h = sg.maximum(x * row - col, x * 0.5) / (sg.abs(col) + 1.0)
         outs = [h, sg.sum(h * h, axis=1), sg.max(h, axis=0), sg.sum(h)]
         return outs + [sg.min(h - row, axis=1)] if n else outs   # no min of nothing
-    ref, nat = _both(build, [x, row, col], [("a", n), (n,), ("a", 1)])
+    with big_module(big):
+        ref, nat = _both(build, [x, row, col], [("a", n), (n,), ("a", 1)])
     assert _light(nat) >= 1
     for got, want in zip(nat(x, row, col), ref(x, row, col)):
         np.testing.assert_allclose(got, want, **_tol(dtype))
 
 
+@pytest.mark.parametrize("big", [False, True], ids=["masked-tail", "compact-tail"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_special_values_flow_through_vector_reductions(dtype):
+def test_special_values_flow_through_vector_reductions(dtype, big):
     x = np.array([[1.0, np.nan, 3.0, -np.inf, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
                   [np.inf, 2.0, -0.0, 0.0, 1e30, -1e30, 7.0, 8.0, 9.0, np.nan]], dtype=dtype)
 
     def build(x):
         return [sg.max(x, axis=1), sg.min(x, axis=1), sg.sum(x * 2.0, axis=1),
                 sg.prod(sg.abs(x) + 1.0, axis=0), x * 3.0]
-    ref, nat = _both(build, [x])
+    with big_module(big):
+        ref, nat = _both(build, [x])
     assert _light(nat) >= 1
     for got, want in zip(nat(x), ref(x)):
+        np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["masked-tail", "compact-tail"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 5, 8, 13, 37])
+def test_kernels_computing_in_place_and_accumulating_over_rows(dtype, n, big, monkeypatch):
+    """A kernel that overwrites its input (a matmul's result, dead after it) and one
+    that accumulates over the outer axis: in a compact tail both copy the output's
+    elements in before the body runs on them."""
+    from symgraph.compiler import kernels, lowerings
+    in_place = []
+
+    def spy(*args, **kw):
+        in_place.append(bool(kw.get("in_place")))
+        return kernels.emit_group(*args, **kw)
+    monkeypatch.setattr(lowerings, "emit_group", spy)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((6, 4)).astype(dtype)
+    w = rng.standard_normal((4, n)).astype(dtype)
+    w2 = rng.standard_normal((n, 3)).astype(dtype)
+
+    def build(x, w, w2):
+        t = x @ w
+        return [(sg.maximum(t, 0.0) * 3.0 - t) @ w2]
+    with big_module(big):
+        ref, nat = _both(build, [x, w, w2])
+        assert any(in_place) and _light(nat) >= 1
+        ref2, nat2 = _both(lambda x, w: [sg.sum(sg.tanh(x @ w) * 2.0, axis=0)], [x, w])
+    for got, want in zip(nat(x, w, w2) + nat2(x, w), ref(x, w, w2) + ref2(x, w)):
         np.testing.assert_allclose(got, want, **_tol(dtype))
 
 
@@ -188,21 +223,26 @@ base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
 assert libc.mprotect(base + page, page, 0) == 0          # PROT_NONE
 with sg.Graph():
     x = sg.placeholder(shape=("n",), dtype="float32", name="x")
-    f = sg.function([x], [sg.abs(x) * 2.0 - x, sg.sum(x * x)])
+    f = sg.function([x], [sg.abs(x) * 2.0 - x, sg.sum(x * x), sg.max(x - 1.0)])
 assert '"sg-light"' in f._full_artifact("ir").ir
 for n in (1, 3, 7, 9, 13, 31):
     arr = np.frombuffer(buf, dtype=np.float32, count=n, offset=page - 4 * n)
     arr[:] = np.arange(n, dtype=np.float32)
-    a, s = f(arr)
+    a, s, m = f(arr)
     assert np.array_equal(a, np.abs(arr) * 2 - arr) and np.isclose(s, (arr * arr).sum())
+    assert m == (arr - 1.0).max()
 print("ok")
 """
 
 
-def test_masked_tails_never_read_past_an_operand():
+@pytest.mark.parametrize("big", [False, True], ids=["masked-tail", "compact-tail"])
+def test_tails_never_read_past_an_operand(big):
     """Run in a child: a read past the end would be a segfault there, not here."""
     env = dict(os.environ, SYMGRAPH_CACHE_DIR="off")
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(GUARD_PAGE_SCRIPT)], cwd=REPO,
+    script = textwrap.dedent(GUARD_PAGE_SCRIPT)
+    if big:
+        script = "from symgraph.compiler import target\ntarget.BIG_MODULE_FUNCTIONS = -1\n" + script
+    r = subprocess.run([sys.executable, "-c", script], cwd=REPO,
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 

@@ -1,0 +1,194 @@
+"""The kernels of a big module compiled while the module is still being lowered.
+
+In a big module (target.BIG_MODULE_FUNCTIONS) the kernels in vector form are most of
+LLVM's work, and they are compiled apart from the rest anyway (llvm_job: the light
+pipeline and the fast code generator, as objects of their own). They are written as
+text (irtext.py) and never change once written, so each batch of them goes, as a
+small module of its own, to a thread of this process that compiles it while lowering
+goes on: llvmlite releases the GIL inside LLVM, so on a second core LLVM works while
+Python lowers (a 10,000-op graph: about 4 s of each). What is left when lowering ends
+(the last batch, and the main module without these kernels, which declares them) is
+compiled on both cores at once (build.py).
+
+A batch module holds its kernels (``hidden``: other objects of the bundle call them),
+their bodies, the vector math they reach (``internal`` copies, ``noinline`` as in every
+big module) and the metadata they name: the module partition.separate would make of
+them. The main module's text declares the kernels instead (``shipped``).
+"""
+from __future__ import annotations
+
+import queue
+import re
+import threading
+
+from llvmlite import ir
+
+from .irtext import text_function
+
+# Kernels per batch: enough that a batch's copies of vector math (compiled again in
+# every batch) stay a small part of it, few enough that the last batch, compiled after
+# lowering, is short.
+MIN_BATCH = 64
+MAX_BATCH = 256
+BATCHES = 8
+
+_METADATA_REF = re.compile(r"!(\d+)")
+_NOT_INTERNAL = re.compile(r"^define\s+(?:(?:hidden|protected|dso_local)\s+)*")
+
+
+class LightStream:
+    """Batches of text kernels compiled by a background thread; ``finish`` returns
+    their objects (and raises the error of a batch LLVM refused)."""
+
+    def __init__(self):
+        self.started = False              # a kernel came: the thread runs
+        self.batch = MAX_BATCH
+        self.pending: list = []           # declarations of kernels written, not shipped
+        self.shipped: dict = {}           # name -> "declare" (a kernel) or "omit" (a body)
+        self.main_text = None             # the module's text without them (codegen.py)
+        self.objects: list = []
+        self.error: BaseException | None = None
+        self._math_text: dict = {}        # name -> its internal copy's text
+        self._math_reach: dict = {}       # name -> the functions it reaches
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = None
+
+    # -- the lowering side -----------------------------------------------------------
+    def add(self, decl: ir.Function, expected: int) -> None:
+        """A kernel just written as text (irtext), of about ``expected`` in the module;
+        shipped with its batch."""
+        if not self.started:
+            self._start(expected)
+        self.pending.append(decl)
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def _start(self, expected: int) -> None:
+        from . import target
+        target.host_cpu()       # made now, not while the thread holds LLVM's lock
+        target._fast_tm()
+        self.batch = max(MIN_BATCH, min(MAX_BATCH, -(-expected // BATCHES)))
+        self._thread = threading.Thread(target=self._work, daemon=True,
+                                        name="symgraph-light-kernels")
+        self._thread.start()
+        self.started = True
+
+    def flush(self) -> None:
+        """Ship the kernels written so far."""
+        if not self.pending:
+            return
+        kernels, self.pending = self.pending, []
+        self._queue.put(self._batch_text(kernels))
+
+    def finish(self) -> list:
+        """Every batch's object, once the thread has compiled them all."""
+        self.flush()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self.error is not None:
+            raise self.error
+        return self.objects
+
+    def close(self) -> None:
+        """Stop the thread, if it still runs, without its results (lowering failed)."""
+        if self._thread is not None:
+            self.error = self.error or RuntimeError("closed")
+            self._queue.put(None)
+            self._thread = None
+
+    # -- the batch module ----------------------------------------------------------
+    def _batch_text(self, kernels) -> str:
+        from .irprint import _Printer
+        printer = _Printer()
+        module = kernels[0].module
+        functions, called = [], {}
+        for decl in kernels:
+            written = text_function(decl)
+            head = printer.prototype(decl, define=True)
+            functions.append(head.replace("define internal", "define hidden", 1)
+                             + written.body())
+            self.shipped[decl.name] = "declare"
+            for fn in written.callees.values():
+                called[fn.name] = fn
+        for name, fn in list(called.items()):      # bodies, then what bodies call
+            body = text_function(fn)
+            if body is not None:
+                functions.append(printer.prototype(fn, define=True) + body.body())
+                self.shipped[name] = "omit"
+                called.pop(name)
+                for callee in body.callees.values():
+                    called.setdefault(callee.name, callee)
+        declares, seen = [], set()
+        stack = list(called.values())
+        while stack:
+            fn = stack.pop()
+            if fn.name in seen:
+                continue
+            seen.add(fn.name)
+            if not fn.blocks:
+                declares.append(printer.prototype(fn).rstrip("\n"))
+                continue
+            functions.append(self._math(fn, printer))
+            stack.extend(self._reach(fn))
+        text = "".join(functions)
+        lines = [f'; ModuleID = "{module.name}"', f'target triple = "{module.triple}"',
+                 f'target datalayout = "{module.data_layout}"', "", *declares, text]
+        lines += _metadata(module, text)
+        return "\n".join(lines) + "\n"
+
+    def _math(self, fn, printer) -> str:
+        """An internal, out-of-line copy of a defined function the kernels reach (vector
+        math), as partition.separate makes it for a big module."""
+        text = self._math_text.get(fn.name)
+        if text is None:
+            text = printer.function(fn)
+            if fn.linkage not in ("internal", "private"):
+                text = _NOT_INTERNAL.sub("define internal ", text, count=1)
+            head, _, rest = text.partition("\n")
+            text = self._math_text[fn.name] = (
+                re.sub(r"\balwaysinline\b", "noinline", head) + "\n" + rest)
+        return text
+
+    def _reach(self, fn) -> list:
+        """The functions ``fn`` calls or names as its vector variant."""
+        reach = self._math_reach.get(fn.name)
+        if reach is None:
+            from .partition import _VARIANT
+            reach = [i.callee for blk in fn.blocks for i in blk.instructions
+                     if isinstance(i, ir.CallInstr) and isinstance(i.callee, ir.Function)]
+            reach += [fn.module.globals[n] for n in _VARIANT.findall(str(fn.attributes))
+                      if n in fn.module.globals]
+            self._math_reach[fn.name] = reach
+        return reach
+
+    # -- the compiling side ----------------------------------------------------------
+    def _work(self) -> None:
+        from . import target
+        while True:
+            text = self._queue.get()
+            if text is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                self.objects.append(target.compile_light(text))
+            except BaseException as exc:  # noqa: BLE001  raised by finish()
+                self.error = exc
+
+
+def _metadata(module, text: str) -> list:
+    """The lines of the metadata nodes ``text`` names, with the nodes they name."""
+    nodes = module.metadata
+    wanted = sorted({int(n) for n in _METADATA_REF.findall(text)})
+    lines, seen = {}, set()
+    while wanted:
+        k = wanted.pop()
+        if k in seen or k >= len(nodes):
+            continue
+        seen.add(k)
+        line = str(nodes[k])
+        lines[k] = line
+        wanted.extend(int(n) for n in _METADATA_REF.findall(line.partition("=")[2]))
+    return [lines[k] for k in sorted(lines)]
