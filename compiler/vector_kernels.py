@@ -83,7 +83,8 @@ class VectorNest:
     ``write(k, value)``. It is emitted once, as an ``alwaysinline`` function of the
     input registers returning the output registers (``vbody.<kernel>``), which the vector
     loop and the masked tail both call: the light pipeline inlines it, and building and
-    printing the body twice would have cost most of what a kernel costs to lower."""
+    printing the body twice would have cost most of what a kernel costs to lower. A
+    compact row (one step in its code) has the body written into that step."""
 
     def __init__(self, b, lanes, dt, ins, outs, strides, n_in, reduce_kinds, emit, *,
                  compact: bool = False):
@@ -93,7 +94,9 @@ class VectorNest:
         self.ins, self.outs, self.strides, self.n_in = ins, outs, strides, n_in
         self.reduce_kinds = reduce_kinds      # per output: None, or its reduction kind
         self.hints = no_vectorizer_loop(b.module)
-        self.body = self._body_function(b.function.name, emit)
+        self.emit = emit
+        self._body = None           # the body function, made on first use
+        self.inline_body = False    # a compact row has one step: the body is written there
 
     def _body_function(self, kernel_name, emit):
         n_out = len(self.outs)
@@ -129,7 +132,8 @@ class VectorNest:
         b = self.b
         start, stop = bounds if bounds else (i64(0), extents[level])
         if level == len(extents) - 1:
-            self._row(offsets, start, stop)
+            static = extents[level] if not bounds and type(extents[level]) is int else None
+            self._row(offsets, start, stop, static)
             return
         with for_range(b, stop, name=f"l{level}", start=start, loop_metadata=self.hints) as i:
             self._level(extents, offsets_at(b, offsets, self.strides, level, i), level + 1,
@@ -139,7 +143,11 @@ class VectorNest:
         return not is_zero(self.strides[k][-1])
 
     # -- one row: vector loop, masked tail, reductions --------------------------------
-    def _row(self, offsets, start, stop):
+    def _row(self, offsets, start, stop, static=None):
+        """``static``: the row's length when it is known here (rows of a nest's inner
+        levels): a multiple of L needs no tail, and a row of fixed length keeps the
+        masked tail even in a compact nest (short rows would pay for the copies in
+        every row)."""
         b, n_in, L = self.b, self.n_in, self.lanes
         kinds = self.reduce_kinds
         # operands broadcast along the row: one scalar load, splat, before the loop
@@ -150,7 +158,8 @@ class VectorNest:
         idents = {k: self._identity(kinds[k]) for k in folded}
         count = b.sub(stop, start)
         full_end = b.add(start, b.and_(count, i64(-L)))
-        if self.compact:
+        if self.compact and static is None:
+            self.inline_body = True
             self._row_compact(offsets, start, stop, full_end, folded, idents)
             return
 
@@ -179,8 +188,12 @@ class VectorNest:
             accs[k].add_incoming(new_accs[k], b.block)
         b.branch(cond).set_metadata("llvm.loop", self.hints)
 
-        # the rest of the row (fewer than L elements): one masked vector
         b.position_at_end(after)
+        if static is not None and static % L == 0:       # no rest
+            for k in folded:
+                self._fold_into_output(k, accs[k], offsets)
+            return
+        # the rest of the row (fewer than L elements): one masked vector
         tail = b.append_basic_block("v.tail")
         done = b.append_basic_block("v.done")
         rem = b.sub(stop, full_end)
@@ -198,10 +211,7 @@ class VectorNest:
             row[k].add_incoming(accs[k], after)
             row[k].add_incoming(tail_accs[k], tail_end)
         for k in folded:
-            total = self._fold_lanes(kinds[k], row[k])
-            out, off = self.outs[k], offsets[n_in + k]
-            store(b, _combine(b, kinds[k], load(b, out, off, self.dt), total, self.dt),
-                  out, off, self.dt)
+            self._fold_into_output(k, row[k], offsets)
 
     def _row_compact(self, offsets, start, stop, full_end, folded, idents):
         """The row with one copy of the body: the loop's step runs on the whole vectors,
@@ -301,10 +311,15 @@ class VectorNest:
             row[k].add_incoming(accs[k], last)
             row[k].add_incoming(new_accs[k], back)
         for k in folded:
-            total = self._fold_lanes(kinds[k], row[k])
-            out, off = self.outs[k], offsets[n_in + k]
-            store(b, _combine(b, kinds[k], load(b, out, off, self.dt), total, self.dt),
-                  out, off, self.dt)
+            self._fold_into_output(k, row[k], offsets)
+
+    def _fold_into_output(self, k, acc, offsets) -> None:
+        """Output k (reduced along the row) combined with the lanes of its accumulator."""
+        b, kind = self.b, self.reduce_kinds[k]
+        total = self._fold_lanes(kind, acc)
+        out, off = self.outs[k], offsets[self.n_in + k]
+        store(b, _combine(b, kind, load(b, out, off, self.dt), total, self.dt), out, off,
+              self.dt)
 
     def _step(self, address, mask, fold_mask, accs, idents):
         """One vector of the row: operand k at ``address(k)``, loaded and stored under
@@ -330,7 +345,13 @@ class VectorNest:
                 v = _combine(b, kind, self._load(ptr, mask), v, self.dt)
             self._store(v, ptr, mask)
 
-        res = b.call(self.body, [input_value(u) for u in range(n_in)])
+        if self.inline_body:
+            with vector_lanes(self.lanes):
+                self.emit(b, input_value, write)
+            return new_accs
+        if self._body is None:
+            self._body = self._body_function(b.function.name, self.emit)
+        res = b.call(self._body, [input_value(u) for u in range(n_in)])
         for k in range(len(self.outs)):
             write(k, res if len(self.outs) == 1 else b.extract_value(res, k))
         return new_accs

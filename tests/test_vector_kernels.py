@@ -78,6 +78,26 @@ def test_rows_of_every_length_around_the_register_width(dtype, n, big):
         np.testing.assert_allclose(got, want, **_tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 3, 8, 9, 17])
+def test_rows_of_symbolic_length_in_a_big_module(dtype, n):
+    """Inner rows whose length is a symbol: compact tails in every row of the nest,
+    with reductions along the rows (folded, masked by identity) and across them."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((5, n)).astype(dtype)
+    row = rng.standard_normal((n,)).astype(dtype)
+
+    def build(x, row):
+        h = sg.maximum(x * row, x - 1.0) + row
+        outs = [h, sg.sum(h, axis=1), sg.sum(h * row, axis=0)]
+        return outs + [sg.max(h, axis=1)] if n else outs
+    with big_module(True):
+        ref, nat = _both(build, [x, row], [("a", "b"), ("b",)])
+    assert _light(nat) >= 1
+    for got, want in zip(nat(x, row), ref(x, row)):
+        np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
 @pytest.mark.parametrize("big", [False, True], ids=["masked-tail", "compact-tail"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_special_values_flow_through_vector_reductions(dtype, big):
