@@ -115,6 +115,7 @@ class TextFunction:
         self.args = [Value(a.type, _quoted("%", a.name)) for a in decl.args]
         self.blocks: list = []
         self.callees: dict = {}          # name -> ir.Function called (light_stream.py)
+        self._body = None
         setattr(decl, TEXT_ATTRIBUTE, self)
         # the scope's own tables, for ``fresh`` (None: an llvmlite without them)
         self._used = getattr(self.scope, "_useset", None)
@@ -145,8 +146,11 @@ class TextFunction:
         return blk
 
     def body(self) -> str:
-        """The ``{ ... }`` part of the definition."""
-        return "{\n" + "".join([b.text() for b in self.blocks]) + "}\n"
+        """The ``{ ... }`` part of the definition (made once: a function is asked for
+        it only when complete, and a kernel of a big module twice, light_stream.py)."""
+        if self._body is None:
+            self._body = "{\n" + "".join([b.text() for b in self.blocks]) + "}\n"
+        return self._body
 
 
 def _type(t) -> str:
