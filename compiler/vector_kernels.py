@@ -93,7 +93,9 @@ class VectorNest:
         self.vty = ir.VectorType(constant(dt, 0).type, lanes)
         self.ins, self.outs, self.strides, self.n_in = ins, outs, strides, n_in
         self.reduce_kinds = reduce_kinds      # per output: None, or its reduction kind
-        self.hints = no_vectorizer_loop(b.module)
+        # loop metadata keeps O2/O3 from vectorizing these loops again; a big module's
+        # vector kernels only ever see the light pipeline (no loop passes): none there
+        self.hints = None if compact else no_vectorizer_loop(b.module)
         self.emit = emit
         self._body = None           # the body function, made on first use
         self.inline_body = False    # a compact row has one step: the body is written there
@@ -186,7 +188,9 @@ class VectorNest:
         idx.add_incoming(b.add(idx, i64(L), flags=["nsw", "nuw"]), b.block)
         for k in folded:
             accs[k].add_incoming(new_accs[k], b.block)
-        b.branch(cond).set_metadata("llvm.loop", self.hints)
+        edge = b.branch(cond)
+        if self.hints is not None:
+            edge.set_metadata("llvm.loop", self.hints)
 
         b.position_at_end(after)
         if static is not None and static % L == 0:       # no rest
@@ -296,7 +300,9 @@ class VectorNest:
         idx.add_incoming(b.add(idx, i64(L), flags=["nsw", "nuw"]), nxt)
         for k in folded:
             accs[k].add_incoming(new_accs[k], nxt)
-        b.branch(cond).set_metadata("llvm.loop", self.hints)
+        edge = b.branch(cond)
+        if self.hints is not None:
+            edge.set_metadata("llvm.loop", self.hints)
 
         b.position_at_end(back)
         for k in dense:
