@@ -153,8 +153,16 @@ class TextFunction:
         return self._body
 
 
-def _type(t) -> str:
-    return str(t)
+_POINTERS: dict = {}
+
+
+def _pointer_to(t):
+    """``t.as_pointer()``, one object per type (equal types are one key): a new type
+    object would format its text again each time it is printed."""
+    p = _POINTERS.get(t)
+    if p is None:
+        p = _POINTERS[t] = t.as_pointer()
+    return p
 
 
 def _ref(v) -> str:
@@ -300,7 +308,7 @@ class TextBuilder:
     def alloca(self, typ, size=None, name=""):
         if size is not None:
             raise NotImplementedError("TextBuilder.alloca: a counted alloca")
-        return self._value(typ.as_pointer(), f"alloca {typ}", name)
+        return self._value(_pointer_to(typ), f"alloca {typ}", name)
 
     def load(self, ptr, name="", align=None, typ=None):
         typ = typ if typ is not None else ptr.type.pointee
@@ -318,7 +326,7 @@ class TextBuilder:
         for i in indices:
             last, typ = typ, typ.gep(i)
         typ = last if (not isinstance(typ, ir.PointerType)
-                       and isinstance(last, ir.PointerType)) else typ.as_pointer()
+                       and isinstance(last, ir.PointerType)) else _pointer_to(typ)
         op = "getelementptr inbounds" if inbounds else "getelementptr"
         idx = ", ".join([_operand(i) for i in indices])
         return self._value(typ, f"{op} {ptr.type.pointee}, {_operand(ptr)}, {idx} ", name)

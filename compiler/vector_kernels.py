@@ -91,6 +91,7 @@ class VectorNest:
         self.b, self.lanes, self.dt = b, lanes, np.dtype(dt)
         self.compact = compact
         self.vty = ir.VectorType(constant(dt, 0).type, lanes)
+        self.vptr = self.vty.as_pointer()    # one type object: its text is made once
         self.ins, self.outs, self.strides, self.n_in = ins, outs, strides, n_in
         self.reduce_kinds = reduce_kinds      # per output: None, or its reduction kind
         # loop metadata keeps O2/O3 from vectorizing these loops again; a big module's
@@ -168,7 +169,7 @@ class VectorNest:
         def address(k, idx):
             base = self.ins[k] if k < n_in else self.outs[k - n_in]
             at = idx if is_zero(offsets[k]) else b.add(offsets[k], idx)
-            return b.bitcast(b.gep(base, [at], inbounds=True), self.vty.as_pointer())
+            return b.bitcast(b.gep(base, [at], inbounds=True), self.vptr)
 
         pre = b.block
         cond = b.append_basic_block("v.cond")
@@ -220,13 +221,14 @@ class VectorNest:
     def _row_compact(self, offsets, start, stop, full_end, folded, idents):
         """The row with one copy of the body: the loop's step runs on the whole vectors,
         then once more on the last ``rem`` elements copied into stack buffers of L
-        lanes (inputs zero-padded; outputs copied back, reduced ones copied in first).
+        lanes (outputs copied back, reduced ones copied in first).
 
         Why: in a big module LLVM's instruction selection was most of its time, and a
         masked copy of the body made 60 % of it (measured on the kernels of a 10,000-op
-        graph); memcpy calls and a few phis cost little. Outputs folded along the row
-        still mask their padded lanes with the identity, by a mask that is all-true
-        in the loop."""
+        graph); memcpy calls and a few phis cost little. The lanes past ``rem`` hold
+        whatever the stack held: the body works lane by lane on floats (lanes_for),
+        which never trap, their results are never copied out, and outputs folded along
+        the row mask them with the identity, by a mask that is all-true in the loop."""
         b, n_in, L, dt = self.b, self.n_in, self.lanes, self.dt
         kinds = self.reduce_kinds
         n_ops = n_in + len(self.outs)
@@ -261,12 +263,8 @@ class VectorNest:
         b.cbranch(b.icmp_signed(">", rem, i64(0)), fill, done)
 
         b.position_at_end(fill)
-        zeros = ir.Constant(self.vty, None)
         for k in dense:
-            out_k = k - n_in
-            if k < n_in:
-                b.store(zeros, b.bitcast(buffers[k], self.vty.as_pointer()))
-            if k < n_in or kinds[out_k] is not None:
+            if k < n_in or kinds[k - n_in] is not None:
                 _memcpy(b, buffers[k], b.gep(rows[k], [full_end], inbounds=True), size)
         mask = None
         if folded:
@@ -292,7 +290,7 @@ class VectorNest:
             lanes_in.add_incoming(ir.Constant(mask.type, [1] * L), cond)
             lanes_in.add_incoming(mask, fill)
         new_accs = self._step(
-            lambda k: b.bitcast(b.gep(ptrs[k], [at], inbounds=True), self.vty.as_pointer()),
+            lambda k: b.bitcast(b.gep(ptrs[k], [at], inbounds=True), self.vptr),
             None, lanes_in, accs, idents)
         b.cbranch(is_last, back, nxt)
 
