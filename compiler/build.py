@@ -129,8 +129,8 @@ def _compile_streamed(light, pool):
     objects = list(light.finish())
     rest = worker.result() if worker is not None else None
     if rest is None:
-        rest = target.compile_objects(light.main_text, big=True)
-    return pack(objects + rest), time.perf_counter(), len(objects) + 1
+        rest = target.compile_objects(light.main_text, big=True, whole=True)
+    return pack(objects + rest), time.perf_counter(), len(objects) + len(rest)
 
 
 def _compile_ir(ir_text: str, pool):
@@ -152,7 +152,7 @@ def _compile_ir(ir_text: str, pool):
                                    big=big)
             t = time.perf_counter()
             return pack([o for part in objects for o in part]), t, len(texts)
-    return pack(target.compile_objects(ir_text)), time.perf_counter(), 1
+    return pack(target.compile_objects(ir_text, whole=True)), time.perf_counter(), 1
 
 
 def constant_values(program, artifact) -> list:

@@ -6,8 +6,9 @@ functions in-process, so a part compiled by a worker is the code the process its
 would have made.
 
 As a script it reads a request from stdin (one line of JSON: triple, cpu, features,
-opt, big, light_bytes; then the IR text, its last light_bytes bytes the light part
-of partition.separate), writes its objects to stdout (``frame``) and exits with 0;
+opt, big, light_bytes, glue_bytes; then the IR text, ending with the light part of
+partition.separate (light_bytes) and the glue of partition.separate_glue
+(glue_bytes)), writes its objects to stdout (``frame``) and exits with 0;
 an error of LLVM's exits with 1 and its message on stderr.
 """
 from __future__ import annotations
@@ -87,7 +88,7 @@ def build(binding, tm, text: str, light: str | None, *, opt: int, big: bool):
 
 
 def optimized_modules(binding, tm, fast_tm, text: str, light: str | None, *, opt: int,
-                      big: bool) -> list:
+                      big: bool, glue: str | None = None) -> list:
     """(target machine, optimized module) pairs of a main text and its light part
     (partition.separate): one module, the light part linked in, or two in a big
     module, whose light part (kernels already in vector form) ``fast_tm`` compiles (a
@@ -102,22 +103,29 @@ def optimized_modules(binding, tm, fast_tm, text: str, light: str | None, *, opt
     3,000-op graph ran as fast within the noise of this host (its medians varied by
     more than the difference). Small modules keep one module at O3: their kernels are
     the hot loops of a training step, and their code generation is not the bulk of
-    the compile."""
+    the compile.
+
+    ``glue`` (a big module's segments, partition.separate_glue): a third module, of
+    ``optnone`` functions, which the fast code generator compiles as they are."""
+    out = []
+    if glue is not None:
+        out.append((fast_tm(), parse(binding, fast_tm(), glue)))
     if not (light and big and opt):
-        return [(tm, build(binding, tm, text, light, opt=opt, big=big))]
+        return [(tm, build(binding, tm, text, light, opt=opt, big=big))] + out
     mod = parse(binding, tm, text)
     optimize(binding, tm, mod, opt=opt, big=big)
     fast = fast_tm()
     kernels = parse(binding, fast, light)
     optimize_light(binding, fast, kernels, big=True)
-    return [(tm, mod), (fast, kernels)]
+    return [(tm, mod), (fast, kernels)] + out
 
 
 def compile_objects(binding, tm, fast_tm, text: str, light: str | None, *, opt: int,
-                    big: bool) -> list:
+                    big: bool, glue: str | None = None) -> list:
     """The objects of ``optimized_modules``, one per module."""
     return [emit(binding, machine_, mod) for machine_, mod in
-            optimized_modules(binding, tm, fast_tm, text, light, opt=opt, big=big)]
+            optimized_modules(binding, tm, fast_tm, text, light, opt=opt, big=big,
+                              glue=glue)]
 
 
 def compile_light(binding, fast_tm, text: str) -> bytes:
@@ -191,8 +199,10 @@ def main() -> int:
     data = sys.stdin.buffer.read()
     try:
         request = json.loads(head)
-        cut = len(data) - request.get("light_bytes", 0)
-        text, light = data[:cut].decode(), data[cut:].decode() or None
+        glue_at = len(data) - request.get("glue_bytes", 0)
+        cut = glue_at - request.get("light_bytes", 0)
+        text, light = data[:cut].decode(), data[cut:glue_at].decode() or None
+        glue = data[glue_at:].decode() or None
         where = (request["triple"], request["cpu"], request["features"])
         tm = machine(binding, *where)
     except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
@@ -200,7 +210,8 @@ def main() -> int:
         return 3
     try:
         objects = compile_objects(binding, tm, lambda: machine(binding, *where, fast=True),
-                                  text, light, opt=request["opt"], big=request["big"])
+                                  text, light, opt=request["opt"], big=request["big"],
+                                  glue=glue)
     except Exception as exc:  # noqa: BLE001  reported by the parent
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 1

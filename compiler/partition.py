@@ -292,6 +292,53 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
     return "\n".join(main) + "\n", "\n".join(out) + "\n"
 
 
+def separate_glue(text: str, prefix: str):
+    """(main, glue): a big module's text without its ``optnone`` functions named
+    ``<prefix>.<...>`` (the segments: straight-line glue around kernel calls), which it
+    declares instead, and a module of those alone, for LLVM's fast code generator;
+    glue is None when there are none (or they use a variable that cannot be shared).
+
+    Why: ``optnone`` spares them the IR passes, not the O3 code generator's greedy
+    register allocator, which took 0.54 of 0.81 s on the main module of a 10,000-op
+    graph; the fast generator compiles them in a fifth of that. Unlike ``separate``,
+    nothing is copied: what the glue calls (kernels, dispatchers) stays in main, made
+    ``hidden`` there, and the glue declares it."""
+    head = f'@"{prefix}.'
+    if head not in text:
+        return text, None
+    mod = parse(text)
+    glue = [n for n, f in mod.functions.items()
+            if n.startswith(prefix + ".") and "optnone" in f.lines[0]]
+    if not glue:
+        return text, None
+    glue_set = set(glue)
+    used = set().union(*(mod.functions[n].refs for n in glue))
+    called = {n for n in used if n in mod.functions and n not in glue_set}
+    glob = _borrowed_globals(mod, used)
+    if glob is None:
+        return text, None
+    out = list(mod.header) + list(mod.declares) + glob
+    out += [_declaration(mod.functions[n]) for n in called]
+    for n in glue:
+        body = mod.functions[n].lines
+        out.append(body[0].replace("define internal", "define hidden", 1))
+        out.extend(body[1:])
+    out.extend(mod.metadata)
+    main = list(mod.header) + list(mod.declares) + list(mod.globals.values())
+    main += [_declaration(mod.functions[n]) for n in glue]
+    for n, f in mod.functions.items():
+        if n in glue_set:
+            continue
+        if n in called and f.internal:
+            main.append(re.sub(r"^define\s+(?:internal|private)\s+", "define hidden ",
+                               f.lines[0], count=1))
+            main.extend(f.lines[1:])
+        else:
+            main.extend(f.lines)
+    main.extend(mod.metadata)
+    return "\n".join(main) + "\n", "\n".join(out) + "\n"
+
+
 _LOCAL_CONSTANT = re.compile(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b')
 
 

@@ -68,14 +68,21 @@ def is_big(ir_text: str) -> bool:
     return ir_text.count("\ndefine ") > BIG_MODULE_FUNCTIONS
 
 
-def _separated(ir_text: str, big: bool | None):
-    """(main text, light text or None, big) of a module's text (partition.separate;
-    ``big`` None: from its count of functions)."""
-    from .partition import separate
+def _separated(ir_text: str, big: bool | None, *, glue_apart: bool = False):
+    """(main text, light text or None, big, glue text or None) of a module's text
+    (partition.separate, and with ``glue_apart`` separate_glue for a big one; ``big``
+    None: from its count of functions). Only a whole module may have its glue apart:
+    what the glue calls becomes visible to the linker, and the parts of a split module
+    each have their own copy of it (partition.split)."""
+    from .partition import separate, separate_glue
     from .vector_kernels import LIGHT_ATTRIBUTE
     big = is_big(ir_text) if big is None else big
     main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
-    return main, light, big
+    glue = None
+    if big and glue_apart:
+        from .codegen import SEGMENT
+        main, glue = separate_glue(main, SEGMENT)
+    return main, light, big, glue
 
 
 def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
@@ -84,19 +91,21 @@ def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):
     count of functions); kernels already in vector form get the light pipeline
     apart and are linked in (llvm_job.build)."""
     from . import llvm_job
-    main, light, big = _separated(ir_text, big)
+    # one module: the glue stays in it (optnone spares it the passes)
+    main, light, big, _ = _separated(ir_text, big)
     with _lock:
         return llvm_job.build(llvm(), _shared_tm(), main, light, opt=opt, big=big)
 
 
-def compile_objects(ir_text: str, *, big: bool | None = None) -> list:
+def compile_objects(ir_text: str, *, big: bool | None = None, whole: bool = False) -> list:
     """The object code of IR text: parsed, optimized and emitted as a worker would
-    (llvm_job.optimized_modules: one object, or two for a big module)."""
+    (llvm_job.optimized_modules: one object, or two for a big module, three when it is
+    ``whole`` (not a part of a split module: _separated) and has glue)."""
     from . import llvm_job
-    main, light, big = _separated(ir_text, big)
+    main, light, big, glue = _separated(ir_text, big, glue_apart=whole)
     with _lock:
         return llvm_job.compile_objects(llvm(), _shared_tm(), _fast_tm, main, light,
-                                        opt=3, big=big)
+                                        opt=3, big=big, glue=glue)
 
 
 def compile_light(text: str) -> bytes:
@@ -110,10 +119,10 @@ def assembly(ir_text: str) -> str:
     """The assembly of IR text, made as compile_objects makes its code (in a big
     module, the kernels in vector form by the fast code generator, after the rest)."""
     from . import llvm_job
-    main, light, big = _separated(ir_text, None)
+    main, light, big, glue = _separated(ir_text, None, glue_apart=True)
     with _lock:
         return "".join(tm.emit_assembly(mod) for tm, mod in llvm_job.optimized_modules(
-            llvm(), _shared_tm(), _fast_tm, main, light, opt=3, big=big))
+            llvm(), _shared_tm(), _fast_tm, main, light, opt=3, big=big, glue=glue))
 
 
 def emit_object(mod) -> bytes:

@@ -84,12 +84,12 @@ class Worker:
         self.index = index
         if self.proc is None:
             return
-        from .partition import separate
-        from .vector_kernels import LIGHT_ATTRIBUTE
-        main, light = separate(text, LIGHT_ATTRIBUTE, inline_math=not request["big"])
-        light = (light or "").encode()
-        data = (json.dumps(dict(request, light_bytes=len(light))).encode() + b"\n"
-                + main.encode() + light)
+        from .target import _separated
+        main, light, _, glue = _separated(text, request["big"],
+                                          glue_apart=request.get("whole", False))
+        light, glue = (light or "").encode(), (glue or "").encode()
+        data = (json.dumps(dict(request, light_bytes=len(light), glue_bytes=len(glue))).encode()
+                + b"\n" + main.encode() + light + glue)
         self.thread = threading.Thread(target=self._talk, args=(data,), daemon=True,
                                        name=f"symgraph-llvm-worker-{index}")
         self.thread.start()
@@ -163,13 +163,13 @@ class Pool:
             w.stop()
 
     def submit_one(self, text: str, *, big: bool):
-        """Give ``text`` to the first worker (the others are stopped); that Worker, or
-        None when there is none."""
+        """Give ``text`` (a whole module, not a part of one) to the first worker (the
+        others are stopped); that Worker, or None when there is none."""
         if not self.workers:
             return None
         for w in self.workers[1:]:
             w.stop()
-        self.workers[0].submit(1, text, _request(big))
+        self.workers[0].submit(1, text, dict(_request(big), whole=True))
         return self.workers[0]
 
     def compile(self, parts: list, compile_here, *, big: bool) -> list:

@@ -258,3 +258,42 @@ def test_a_kernel_split_defines_every_symbol_once(split_kernels):
 def test_kernel_parts_compute_exactly_what_one_module_computes(split_kernels, monkeypatch):
     """Loops split across threads, kernels in two objects: the same bits as one."""
     _assert_one_and_two_parts_agree(monkeypatch)
+
+
+GLUE_MODULE = """; ModuleID = "m"
+@"word" = global i32 1
+@"msg" = private unnamed_addr constant [2 x i8] c"x\\00"
+define internal void @"k.add.0"(i8* %"p")
+{
+entry:
+  ret void
+}
+define internal i32 @"sg.seg.0"(i8* %"a", i8* %"d") noinline optnone
+{
+entry:
+  call void @"k.add.0"(i8* %"a")
+  %"w" = load i32, i32* @"word"
+  ret i32 %"w"
+}
+define i32 @"sg_entry"(i8* %"a", i8* %"d")
+{
+entry:
+  %"c" = call i32 @"sg.seg.0"(i8* %"a", i8* %"d")
+  ret i32 %"c"
+}
+"""
+
+
+def test_glue_goes_apart_and_what_it_calls_becomes_visible():
+    main, glue = partition.separate_glue(GLUE_MODULE, "sg.seg")
+    assert 'define hidden i32 @"sg.seg.0"' in glue and 'declare hidden void @"k.add.0"' in glue
+    assert '@"word" = external global i32' in glue
+    assert 'define hidden void @"k.add.0"' in main and 'declare hidden i32 @"sg.seg.0"' in main
+    assert 'define internal i32 @"sg.seg.0"' not in main
+    from symgraph.compiler import target
+    for text in (main, glue):
+        target.llvm().parse_assembly(text).verify()
+    # no optnone glue, or none at all: nothing to do
+    plain = GLUE_MODULE.replace(" noinline optnone", " noinline")
+    assert partition.separate_glue(plain, "sg.seg") == (plain, None)
+    assert partition.separate_glue(GLUE_MODULE, "other") == (GLUE_MODULE, None)

@@ -20,6 +20,9 @@ def streamed(monkeypatch):
     monkeypatch.setattr(target, "BIG_MODULE_FUNCTIONS", 8)
     monkeypatch.setattr(light_stream, "MIN_BATCH", 5)
     monkeypatch.setattr(light_stream, "MAX_BATCH", 5)
+    from symgraph.compiler import codegen     # in segments: their glue is compiled apart
+    monkeypatch.setattr(codegen, "SEGMENT_STEPS", 8)
+    monkeypatch.setattr(codegen, "SEGMENTED_FROM", 16)
     cache.clear_memory()            # every test compiles
 
 
@@ -40,7 +43,7 @@ def test_a_streamed_module_computes_what_the_reference_computes(streamed, dtype)
         inputs, outputs = _chain(dtype)
         nat = sg.function(inputs, outputs)
         ref = sg.function(inputs, outputs, mode="reference")
-    assert nat.artifact.parts >= 1 + KERNELS // 5     # the batches and the rest
+    assert nat.artifact.parts >= 2 + KERNELS // 5     # the batches, the rest, its glue
     x = np.random.default_rng(1).standard_normal((13, 19)).astype(dtype)
     for got, want in zip(nat(x), ref(x)):
         np.testing.assert_allclose(got, want, rtol=1e-4 if dtype == "float32" else 1e-10,
@@ -49,6 +52,14 @@ def test_a_streamed_module_computes_what_the_reference_computes(streamed, dtype)
     kernels = [ln for ln in ir.splitlines() if ln.startswith("define") and '"k.' in ln]
     assert len(kernels) >= KERNELS
     assert not [ln for ln in ir.splitlines() if ln.startswith("declare") and '"k.' in ln]
+    # the batches, the rest and its glue (partition.separate_glue) define every symbol
+    # once: the system linker makes one library of them
+    from symgraph.compiler import link
+    from symgraph.runtime.objects import unpack
+    assert len(unpack(nat.artifact.object_code)) == nat.artifact.parts
+    if link.linker() is not None:
+        assert link.link_shared(nat.artifact.object_code,
+                                nat.artifact.manifest["external"]) is not None
 
 
 def test_a_batch_llvm_refuses_is_the_compile_error(streamed, monkeypatch):
