@@ -43,6 +43,7 @@ class LightStream:
     def __init__(self):
         self.started = False              # a kernel came: the thread runs
         self.batch = MAX_BATCH
+        self.written = 0                  # kernels added so far
         self.pending: list = []           # declarations of kernels written, not shipped
         self.shipped: dict = {}           # name -> "declare" (a kernel) or "omit" (a body)
         self.main_text = None             # the module's text without them (codegen.py)
@@ -60,7 +61,14 @@ class LightStream:
         if not self.started:
             self._start(expected)
         self.pending.append(decl)
-        if len(self.pending) >= self.batch:
+        self.written += 1
+        # the last batches are smaller: the one still compiling when lowering ends is
+        # what the rest of the compile waits for. ``expected`` counts fused steps, a
+        # fifth more than the kernels written (identical ones are written once, groups
+        # of siblings as one) in a 10,000-op graph: the last fifth or so is "near".
+        near_end = self.written > 0.65 * expected
+        if len(self.pending) >= (max(MIN_BATCH // 4, self.batch // 4) if near_end
+                                 else self.batch):
             self.flush()
 
     def _start(self, expected: int) -> None:
