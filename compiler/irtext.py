@@ -154,6 +154,15 @@ class TextFunction:
 
 
 _POINTERS: dict = {}
+_MASKS: dict = {}
+
+
+def _mask_type(lanes: int):
+    """<lanes x i1>, one object per width (its text is then made once)."""
+    t = _MASKS.get(lanes)
+    if t is None:
+        t = _MASKS[lanes] = ir.VectorType(_I1, lanes)
+    return t
 
 
 def _pointer_to(t):
@@ -237,8 +246,9 @@ class TextBuilder:
         return _quoted("%", self._block.function.scope.register(name, deduplicate=True))
 
     def _value(self, typ, text: str, name: str = "") -> Value:
-        ref = self._register(name)
-        self._block.lines.append(f"{ref} = {text}".rstrip())
+        block = self._block
+        ref = block.function.fresh() if not name else self._register(name)
+        block.lines.append(f"{ref} = {text}".rstrip())
         return Value(typ, ref)
 
     def _void(self, text: str) -> None:
@@ -273,7 +283,7 @@ class TextBuilder:
     # -- comparisons and selection ----------------------------------------------------
     def _compare(self, opname, op, lhs, rhs, name, flags=()):
         t = lhs.type
-        typ = ir.VectorType(_I1, t.count) if isinstance(t, ir.VectorType) else _I1
+        typ = _mask_type(t.count) if isinstance(t, ir.VectorType) else _I1
         fl = "".join([" " + f for f in flags])
         return self._value(typ, f"{opname}{fl} {op} {_operand(lhs)}, {_ref(rhs)} ", name)
 
@@ -322,14 +332,18 @@ class TextBuilder:
     def gep(self, ptr, indices, inbounds=False, name="", source_etype=None):
         if source_etype is not None:
             raise NotImplementedError("TextBuilder.gep: an explicit source type")
-        typ, last = ptr.type, None
-        for i in indices:
-            last, typ = typ, typ.gep(i)
-        typ = last if (not isinstance(typ, ir.PointerType)
-                       and isinstance(last, ir.PointerType)) else _pointer_to(typ)
+        pointee = ptr.type.pointee
+        if len(indices) == 1 and not isinstance(pointee, ir.PointerType):
+            typ = ptr.type               # one index: a pointer of the same type
+        else:
+            typ, last = ptr.type, None
+            for i in indices:
+                last, typ = typ, typ.gep(i)
+            typ = last if (not isinstance(typ, ir.PointerType)
+                           and isinstance(last, ir.PointerType)) else _pointer_to(typ)
         op = "getelementptr inbounds" if inbounds else "getelementptr"
         idx = ", ".join([_operand(i) for i in indices])
-        return self._value(typ, f"{op} {ptr.type.pointee}, {_operand(ptr)}, {idx} ", name)
+        return self._value(typ, f"{op} {pointee}, {_operand(ptr)}, {idx} ", name)
 
     # -- vectors and aggregates ---------------------------------------------------------
     def extract_element(self, vector, idx, name=""):
