@@ -345,7 +345,6 @@ def module_texts(module: ir.Module, shipped: dict) -> tuple:
     left out. Only for a printer that agrees with llvmlite (text kernels need it)."""
     if not agrees_with_llvmlite():
         raise RuntimeError("module_texts needs the fast printer (irprint.agrees_with_llvmlite)")
-    from .partition import Function, _declaration
     p = _Printer()
     full, rest = _head(module), _head(module)
     for v in module.globals.values():
@@ -359,7 +358,9 @@ def module_texts(module: ir.Module, shipped: dict) -> tuple:
         if what is None:
             rest.append(text)
         elif what == "declare":
-            rest.append(_declaration(Function(v.name, [text.partition("\n")[0]], False)))
+            fnty = v.function_type
+            params = ", ".join([p.type(t) for t in fnty.args])
+            rest.append(f"declare hidden {p.type(fnty.return_type)} {p.ref(v)}({params})")
     metadata = module._get_metadata_lines()
     return "\n".join(full + metadata), "\n".join(rest + metadata)
 
