@@ -20,7 +20,7 @@ from symgraph.ops.leaves import Shared, Constant
 from .fused import Fused
 from .gcpause import paused_gc, release
 from .irprint import module_text, module_texts
-from .irutil import I32, I64, PTR, DimEmitter, i64, if_then
+from .irutil import I32, I64, PTR, DimEmitter, i64, if_then, memcpy
 from .memory import plan_memory, nbytes
 
 ENTRY = "sg_entry"
@@ -332,9 +332,7 @@ def _emit_object_entry(module, entry, n_arrays, n_consts, n_outputs):
 
 
 def _copy(ctx, src, dst, size):
-    b = ctx.builder
-    fn = ctx.module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
-    b.call(fn, [dst, src, ctx.dim(size), ir.Constant(ir.IntType(1), 0)])
+    memcpy(ctx.builder, dst, src, ctx.dim(size))
 
 
 def _materialize_leaf_updates(program):

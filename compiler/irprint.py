@@ -28,7 +28,7 @@ from llvmlite.ir import instructions as ins
 from llvmlite.ir import types as ty
 from llvmlite.ir import values as val
 
-from .irtext import text_function
+from .irtext import quoted, text_function
 
 # llvmlite before 0.45 printed typed pointers only and had no switch for it
 _TYPED_POINTERS = getattr(llvmlite, "ir_layer_typed_pointers_enabled", True)
@@ -74,12 +74,6 @@ _NAMED = {**_named_classes("%", (val.Argument, val.Block, *_PRINTERS)),
           **_named_classes("@", (ir.Function, ir.GlobalVariable))}
 
 
-def _quoted(prefix: str, name: str) -> str:
-    if "\\" in name or '"' in name:
-        name = name.replace("\\", "\\5c").replace('"', "\\22")
-    return f'{prefix}"{name}"'
-
-
 class _Printer:
     """One print of one module: the references and type texts made so far (by id; the
     module keeps every value and type alive while it is printed)."""
@@ -118,7 +112,7 @@ class _Printer:
                 cls = type(v)
                 prefix = _NAMED.get(cls)
                 if prefix is not None:
-                    s = _quoted(prefix, v.name)
+                    s = quoted(prefix, v.name)
                 elif cls is ir.Constant:
                     s = self._constant(v)
                 else:
@@ -325,14 +319,14 @@ def module_text(module: ir.Module) -> str:
 
 def _text(module: ir.Module) -> str:
     p = _Printer()
-    lines = _head(module)
+    lines = module_head(module)
     lines += [p.function(v) if type(v) is ir.Function else str(v)
               for v in module.globals.values()]
     lines += module._get_metadata_lines()
     return "\n".join(lines)
 
 
-def _head(module: ir.Module) -> list:
+def module_head(module: ir.Module) -> list:
     return [f'; ModuleID = "{module.name}"', f'target triple = "{module.triple}"',
             f'target datalayout = "{module.data_layout}"', "",
             *[it.get_declaration() for it in module.get_identified_types().values()]]
@@ -346,7 +340,7 @@ def module_texts(module: ir.Module, shipped: dict) -> tuple:
     if not agrees_with_llvmlite():
         raise RuntimeError("module_texts needs the fast printer (irprint.agrees_with_llvmlite)")
     p = _Printer()
-    full, rest = _head(module), _head(module)
+    full, rest = module_head(module), module_head(module)
     for v in module.globals.values():
         if type(v) is not ir.Function:
             full.append(str(v))

@@ -30,7 +30,8 @@ _SIMPLE = frozenset("-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ$._012
 TEXT_ATTRIBUTE = "_sg_text_function"
 
 
-def _quoted(prefix: str, name: str) -> str:
+def quoted(prefix: str, name: str) -> str:
+    """A value's reference as llvmlite writes it: quoted, escaped where needed."""
     if "\\" in name or '"' in name:
         name = name.replace("\\", "\\5c").replace('"', "\\22")
     return f'{prefix}"{name}"'
@@ -79,7 +80,7 @@ class Block:
     def __init__(self, function, name: str):
         self.function = function
         self.name = name
-        self.ref = _quoted("%", name)
+        self.ref = quoted("%", name)
         self.lines: list = []        # text, or a Phi
         self.term = None             # the terminator's text
 
@@ -112,7 +113,7 @@ class TextFunction:
         self.module = decl.module
         self.name = decl.name
         self.scope = decl.scope
-        self.args = [Value(a.type, _quoted("%", a.name)) for a in decl.args]
+        self.args = [Value(a.type, quoted("%", a.name)) for a in decl.args]
         self.blocks: list = []
         self.callees: dict = {}          # name -> ir.Function called (light_stream.py)
         self._body = None
@@ -126,7 +127,7 @@ class TextFunction:
         (llvmlite's ``.N`` names, in its order), without its generic loop."""
         used, counts = self._used, self._counts
         if used is None or counts is None:
-            return _quoted("%", self.scope.register("", deduplicate=True))
+            return quoted("%", self.scope.register("", deduplicate=True))
         n = counts[""] + 1
         name = f".{n}"
         while name in used:
@@ -210,8 +211,6 @@ class TextBuilder:
     def block(self) -> Block:
         return self._block
 
-    basic_block = block
-
     @property
     def function(self) -> TextFunction:
         return self._block.function
@@ -243,7 +242,7 @@ class TextBuilder:
     def _register(self, name: str) -> str:
         if not name:
             return self._block.function.fresh()
-        return _quoted("%", self._block.function.scope.register(name, deduplicate=True))
+        return quoted("%", self._block.function.scope.register(name, deduplicate=True))
 
     def _value(self, typ, text: str, name: str = "") -> Value:
         block = self._block

@@ -102,6 +102,19 @@ def offsets_at(builder, offsets, strides, level: int, i) -> list:
     return out
 
 
+_NOT_VOLATILE = ir.Constant(I1, 0)
+
+
+def memcpy(builder, dst, src, nbytes) -> None:
+    """``llvm.memcpy`` of ``nbytes`` (an i64 value) bytes, the pointers cast to i8*
+    where they are typed otherwise."""
+    fn = builder.module.globals.get("llvm.memcpy.p0i8.p0i8.i64")
+    if fn is None:
+        fn = builder.module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
+    dst, src = (p if p.type == PTR else builder.bitcast(p, PTR) for p in (dst, src))
+    builder.call(fn, [dst, src, nbytes, _NOT_VOLATILE])
+
+
 def typed_ptr(builder, ptr, dtype):
     t = _POINTER.get(dtype)
     return builder.bitcast(ptr, t if t is not None else _POINTER[np.dtype(dtype)])

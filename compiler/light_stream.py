@@ -24,6 +24,7 @@ import threading
 from llvmlite import ir
 
 from .irtext import text_function
+from .partition import as_hidden, internal_copy
 
 # Kernels per batch: enough that a batch's copies of vector math (compiled again in
 # every batch) stay a small part of it, few enough that the last batch, compiled after
@@ -33,7 +34,6 @@ MAX_BATCH = 256
 BATCHES = 8
 
 _METADATA_REF = re.compile(r"!(\d+)")
-_NOT_INTERNAL = re.compile(r"^define\s+(?:(?:hidden|protected|dso_local)\s+)*")
 
 
 class LightStream:
@@ -41,7 +41,6 @@ class LightStream:
     their objects (and raises the error of a batch LLVM refused)."""
 
     def __init__(self):
-        self.started = False              # a kernel came: the thread runs
         self.batch = MAX_BATCH
         self.written = 0                  # kernels added so far
         self.pending: list = []           # declarations of kernels written, not shipped
@@ -53,6 +52,11 @@ class LightStream:
         self._math_reach: dict = {}       # name -> the functions it reaches
         self._queue: queue.Queue = queue.Queue()
         self._thread = None
+
+    @property
+    def started(self) -> bool:
+        """Whether a kernel came (then the thread runs, or ran)."""
+        return self.written > 0
 
     # -- the lowering side -----------------------------------------------------------
     def add(self, decl: ir.Function, expected: int) -> None:
@@ -79,7 +83,6 @@ class LightStream:
         self._thread = threading.Thread(target=self._work, daemon=True,
                                         name="symgraph-light-kernels")
         self._thread.start()
-        self.started = True
 
     def flush(self) -> None:
         """Ship the kernels written so far."""
@@ -108,15 +111,14 @@ class LightStream:
 
     # -- the batch module ----------------------------------------------------------
     def _batch_text(self, kernels) -> str:
-        from .irprint import _Printer
+        from .irprint import _Printer, module_head
         printer = _Printer()
         module = kernels[0].module
         functions, called = [], {}
         for decl in kernels:
             written = text_function(decl)
-            head = printer.prototype(decl, define=True)
-            functions.append(head.replace("define internal", "define hidden", 1)
-                             + written.body())
+            head = as_hidden([printer.prototype(decl, define=True)])[0]
+            functions.append(head + written.body())
             self.shipped[decl.name] = "declare"
             for fn in written.callees.values():
                 called[fn.name] = fn
@@ -141,22 +143,17 @@ class LightStream:
             functions.append(self._math(fn, printer))
             stack.extend(self._reach(fn))
         text = "".join(functions)
-        lines = [f'; ModuleID = "{module.name}"', f'target triple = "{module.triple}"',
-                 f'target datalayout = "{module.data_layout}"', "", *declares, text]
-        lines += _metadata(module, text)
-        return "\n".join(lines) + "\n"
+        return "\n".join([*module_head(module), *declares, text, *_metadata(module, text)]) + "\n"
 
     def _math(self, fn, printer) -> str:
         """An internal, out-of-line copy of a defined function the kernels reach (vector
         math), as partition.separate makes it for a big module."""
         text = self._math_text.get(fn.name)
         if text is None:
-            text = printer.function(fn)
+            head, _, rest = printer.function(fn).partition("\n")
             if fn.linkage not in ("internal", "private"):
-                text = _NOT_INTERNAL.sub("define internal ", text, count=1)
-            head, _, rest = text.partition("\n")
-            text = self._math_text[fn.name] = (
-                re.sub(r"\balwaysinline\b", "noinline", head) + "\n" + rest)
+                head = internal_copy(head, inline=False)
+            text = self._math_text[fn.name] = head + "\n" + rest
         return text
 
     def _reach(self, fn) -> list:

@@ -107,17 +107,16 @@ def optimized_modules(binding, tm, fast_tm, text: str, light: str | None, *, opt
 
     ``glue`` (a big module's segments, partition.separate_glue): a third module, of
     ``optnone`` functions, which the fast code generator compiles as they are."""
-    out = []
-    if glue is not None:
-        out.append((fast_tm(), parse(binding, fast_tm(), glue)))
-    if not (light and big and opt):
-        return [(tm, build(binding, tm, text, light, opt=opt, big=big))] + out
+    two = light and big and opt
+    fast = fast_tm() if two or glue is not None else None
+    glued = [(fast, parse(binding, fast, glue))] if glue is not None else []
+    if not two:
+        return [(tm, build(binding, tm, text, light, opt=opt, big=big))] + glued
     mod = parse(binding, tm, text)
     optimize(binding, tm, mod, opt=opt, big=big)
-    fast = fast_tm()
     kernels = parse(binding, fast, light)
     optimize_light(binding, fast, kernels, big=True)
-    return [(tm, mod), (fast, kernels)] + out
+    return [(tm, mod), (fast, kernels)] + glued
 
 
 def compile_objects(binding, tm, fast_tm, text: str, light: str | None, *, opt: int,

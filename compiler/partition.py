@@ -184,11 +184,11 @@ def split(text: str, unit_prefix, parts: int):
     when the module cannot be split (see the module docstring). The units are the
     functions named ``<unit_prefix>.<...>`` (one prefix or a tuple of them)."""
     prefixes = (unit_prefix,) if isinstance(unit_prefix, str) else tuple(unit_prefix)
-    if parts < 2 or not any(f'@"{p}.' in text or f"@{p}." in text for p in prefixes):
+    if parts < 2 or not _names_unit(text, prefixes):
         return None        # no unit named at all: not worth parsing (4 ms on an MLP step)
     mod = parse(text)
     units = [n for n in mod.functions if n.startswith(tuple(p + "." for p in prefixes))]
-    if parts < 2 or len(units) < 2:
+    if len(units) < 2:
         return None
     runs = plan(mod, units, min(parts, len(units)))
     if len(runs) < 2:
@@ -225,23 +225,18 @@ def part_text(mod: Module, k: int, roots, here: set, elsewhere: set, order: list
     rename = {} if k == 0 else {
         n: f"{n}.p{k}" for n in names
         if not mod.functions[n].internal and n not in here and n not in elsewhere}
-    out = list(mod.header) + list(mod.declares) + glob
-    for u in order:
-        if u in elsewhere and u in used:
-            out.append(_declaration(mod.functions[u]))
+    decls = [_declaration(mod.functions[u]) for u in order if u in elsewhere and u in used]
     renamed = re.compile(r'(?<=[@"(])(' + "|".join(map(re.escape, rename)) + r')(?=[")])') \
         if rename else None
+    bodies = []
     for n in names:
         f = mod.functions[n]
-        body = f.lines
-        if k and n in here:
-            body = [body[0].replace("define internal", "define hidden", 1)] + body[1:]
+        body = as_hidden(f.lines) if k and n in here else f.lines
         if renamed is not None and (n in rename or not f.refs.isdisjoint(rename)):
             # only the functions that name a renamed one are scanned (one pass each)
             body = renamed.sub(lambda m: rename[m.group(1)], "\n".join(body)).split("\n")
-        out.extend(body)
-    out.extend(mod.metadata)
-    return "\n".join(out) + "\n"
+        bodies.extend(body)
+    return _assemble(mod, glob, decls, bodies)
 
 
 def separate(text: str, light_attribute: str, *, inline_math: bool = True):
@@ -268,28 +263,24 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
     glob = _borrowed_globals(mod, used)
     if glob is None:
         return text, None
-    out = list(mod.header) + list(mod.declares) + glob
+    bodies = []
     for n in reach:
-        body = list(mod.functions[n].lines)
+        f = mod.functions[n]
         if n in light_set:
-            body[0] = body[0].replace("define internal", "define hidden", 1)
-        elif not mod.functions[n].internal:
-            body[0] = re.sub(r"^define\s+(?:(?:hidden|protected|dso_local)\s+)*",
-                             "define internal ", body[0], count=1)
-            if not inline_math:
-                body[0] = re.sub(r"\balwaysinline\b", "noinline", body[0])
-        out.extend(body)
-    out.extend(mod.metadata)
+            bodies.extend(as_hidden(f.lines))
+        elif not f.internal:
+            head = internal_copy(f.lines[0], inline=inline_math)
+            bodies.extend([head] + f.lines[1:])
+        else:
+            bodies.extend(f.lines)
     roots = [n for n, f in mod.functions.items()
              if n not in light_set and not f.internal and not _is_vector_math(n)]
     keep = _closure(mod, roots, light_set)
-    main = list(mod.header) + list(mod.declares) + list(mod.globals.values())
-    main += [_declaration(mod.functions[n]) for n in light]
-    for n in mod.functions:          # in the text's order
-        if n in keep:
-            main.extend(mod.functions[n].lines)
-    main.extend(mod.metadata)
-    return "\n".join(main) + "\n", "\n".join(out) + "\n"
+    kept = [line for n in mod.functions if n in keep          # in the text's order
+            for line in mod.functions[n].lines]
+    return (_assemble(mod, list(mod.globals.values()),
+                      [_declaration(mod.functions[n]) for n in light], kept),
+            _assemble(mod, glob, [], bodies))
 
 
 def separate_glue(text: str, prefix: str):
@@ -303,8 +294,7 @@ def separate_glue(text: str, prefix: str):
     graph; the fast generator compiles them in a fifth of that. Unlike ``separate``,
     nothing is copied: what the glue calls (kernels, dispatchers) stays in main, made
     ``hidden`` there, and the glue declares it."""
-    head = f'@"{prefix}.'
-    if head not in text:
+    if not _names_unit(text, (prefix,)):
         return text, None
     mod = parse(text)
     glue = [n for n, f in mod.functions.items()
@@ -317,26 +307,46 @@ def separate_glue(text: str, prefix: str):
     glob = _borrowed_globals(mod, used)
     if glob is None:
         return text, None
-    out = list(mod.header) + list(mod.declares) + glob
-    out += [_declaration(mod.functions[n]) for n in called]
-    for n in glue:
-        body = mod.functions[n].lines
-        out.append(body[0].replace("define internal", "define hidden", 1))
-        out.extend(body[1:])
-    out.extend(mod.metadata)
-    main = list(mod.header) + list(mod.declares) + list(mod.globals.values())
-    main += [_declaration(mod.functions[n]) for n in glue]
+    glue_bodies = [line for n in glue for line in as_hidden(mod.functions[n].lines)]
+    rest = []
     for n, f in mod.functions.items():
-        if n in glue_set:
-            continue
-        if n in called and f.internal:
-            main.append(re.sub(r"^define\s+(?:internal|private)\s+", "define hidden ",
-                               f.lines[0], count=1))
-            main.extend(f.lines[1:])
-        else:
-            main.extend(f.lines)
-    main.extend(mod.metadata)
-    return "\n".join(main) + "\n", "\n".join(out) + "\n"
+        if n not in glue_set:
+            rest.extend(as_hidden(f.lines) if n in called else f.lines)
+    return (_assemble(mod, list(mod.globals.values()),
+                      [_declaration(mod.functions[n]) for n in glue], rest),
+            _assemble(mod, glob, [_declaration(mod.functions[n]) for n in called],
+                      glue_bodies))
+
+
+def _names_unit(text: str, prefixes) -> bool:
+    """Whether ``text`` names a function ``<prefix>.<...>`` (quoted or not)."""
+    return any(f'@"{p}.' in text or f"@{p}." in text for p in prefixes)
+
+
+def _assemble(mod: Module, glob: list, decls: list, bodies: list) -> str:
+    """A module's text: ``mod``'s header and declarations, then ``glob`` (global
+    lines), ``decls`` (declarations of functions defined elsewhere), ``bodies`` (the
+    lines of the functions defined here) and ``mod``'s metadata."""
+    return "\n".join([*mod.header, *mod.declares, *glob, *decls, *bodies,
+                      *mod.metadata]) + "\n"
+
+
+_INTERNAL_HEAD = re.compile(r"^define\s+(?:internal|private)\s+")
+_EXTERNAL_HEAD = re.compile(r"^define\s+(?:(?:hidden|protected|dso_local)\s+)*")
+
+
+def as_hidden(lines: list) -> list:
+    """A function's lines with an internal or private definition made ``hidden``
+    (visible to the other objects of one bundle, not exported)."""
+    return [_INTERNAL_HEAD.sub("define hidden ", lines[0], count=1)] + lines[1:]
+
+
+def internal_copy(head: str, *, inline: bool) -> str:
+    """The ``define`` line of an ``internal`` copy of an external function (vector
+    math copied where its callers go); ``inline=False`` makes it ``noinline`` (a big
+    module keeps its math out of line)."""
+    head = _EXTERNAL_HEAD.sub("define internal ", head, count=1)
+    return head if inline else re.sub(r"\balwaysinline\b", "noinline", head)
 
 
 _LOCAL_CONSTANT = re.compile(r'=\s*(private|internal)\s+(unnamed_addr\s+)?constant\b')

@@ -25,7 +25,8 @@ from llvmlite import ir
 
 from symgraph.ops import elementwise as E
 from .irtext import TextBuilder, define
-from .irutil import I32, I64, i64, for_range, if_then, is_zero, load, offsets_at, store
+from .irutil import (I32, I64, i64, for_range, if_then, is_zero, load, memcpy, offsets_at,
+                     store)
 from .lower_scalar import EMITTERS, constant, splat, vector_lanes
 from .fused import ScalarConst
 
@@ -99,7 +100,6 @@ class VectorNest:
         self.hints = None if compact else no_vectorizer_loop(b.module)
         self.emit = emit
         self._body = None           # the body function, made on first use
-        self.inline_body = False    # a compact row has one step: the body is written there
 
     def _body_function(self, kernel_name, emit):
         n_out = len(self.outs)
@@ -162,7 +162,6 @@ class VectorNest:
         count = b.sub(stop, start)
         full_end = b.add(start, b.and_(count, i64(-L)))
         if self.compact and static is None:
-            self.inline_body = True
             self._row_compact(offsets, start, stop, full_end, folded, idents)
             return
 
@@ -171,32 +170,17 @@ class VectorNest:
             at = idx if is_zero(offsets[k]) else b.add(offsets[k], idx)
             return b.bitcast(b.gep(base, [at], inbounds=True), self.vptr)
 
-        pre = b.block
         cond = b.append_basic_block("v.cond")
         body = b.append_basic_block("v.body")
         after = b.append_basic_block("v.end")
-        b.branch(cond)
-        b.position_at_end(cond)
-        idx = b.phi(I64, name="v")
-        idx.add_incoming(start, pre)
-        accs = {}
-        for k in folded:
-            accs[k] = b.phi(self.vty, name=f"acc{k}")
-            accs[k].add_incoming(idents[k], pre)
-        b.cbranch(b.icmp_signed("<", idx, full_end), body, after)
+        idx, accs = self._enter_loop(cond, start, full_end, folded, idents, body, after)
         b.position_at_end(body)
         new_accs = self._step(lambda k: address(k, idx), None, None, accs, idents)
-        idx.add_incoming(b.add(idx, i64(L), flags=["nsw", "nuw"]), b.block)
-        for k in folded:
-            accs[k].add_incoming(new_accs[k], b.block)
-        edge = b.branch(cond)
-        if self.hints is not None:
-            edge.set_metadata("llvm.loop", self.hints)
+        self._next_vector(cond, idx, accs, new_accs)
 
         b.position_at_end(after)
         if static is not None and static % L == 0:       # no rest
-            for k in folded:
-                self._fold_into_output(k, accs[k], offsets)
+            self._end_row(offsets, [(accs, after)])
             return
         # the rest of the row (fewer than L elements): one masked vector
         tail = b.append_basic_block("v.tail")
@@ -204,19 +188,12 @@ class VectorNest:
         rem = b.sub(stop, full_end)
         b.cbranch(b.icmp_signed(">", rem, i64(0)), tail, done)
         b.position_at_end(tail)
-        iota = _iota(L)
-        mask = b.icmp_signed("<", iota, self._splat(b.trunc(rem, I32), iota.type))
+        mask = _first_lanes(b, rem, L)
         tail_accs = self._step(lambda k: address(k, full_end), mask, mask, accs, idents)
         tail_end = b.block
         b.branch(done)
         b.position_at_end(done)
-        row = {}
-        for k in folded:     # phis first: they head the block
-            row[k] = b.phi(self.vty, name=f"acc{k}.row")
-            row[k].add_incoming(accs[k], after)
-            row[k].add_incoming(tail_accs[k], tail_end)
-        for k in folded:
-            self._fold_into_output(k, row[k], offsets)
+        self._end_row(offsets, [(accs, after), (tail_accs, tail_end)])
 
     def _row_compact(self, offsets, start, stop, full_end, folded, idents):
         """The row with one copy of the body: the loop's step runs on the whole vectors,
@@ -240,7 +217,6 @@ class VectorNest:
             buffers = {k: b.bitcast(b.alloca(self.vty), bases[k].type) for k in dense}
         rem = b.sub(stop, full_end)
         size = b.mul(rem, i64(dt.itemsize))
-        pre = b.block
         cond = b.append_basic_block("v.cond")
         last = b.append_basic_block("v.last")
         fill = b.append_basic_block("v.fill")
@@ -248,16 +224,7 @@ class VectorNest:
         nxt = b.append_basic_block("v.next")
         back = b.append_basic_block("v.back")
         done = b.append_basic_block("v.done")
-        b.branch(cond)
-
-        b.position_at_end(cond)
-        idx = b.phi(I64, name="v")
-        idx.add_incoming(start, pre)
-        accs = {}
-        for k in folded:
-            accs[k] = b.phi(self.vty, name=f"acc{k}")
-            accs[k].add_incoming(idents[k], pre)
-        b.cbranch(b.icmp_signed("<", idx, full_end), step, last)
+        idx, accs = self._enter_loop(cond, start, full_end, folded, idents, step, last)
 
         b.position_at_end(last)
         b.cbranch(b.icmp_signed(">", rem, i64(0)), fill, done)
@@ -265,11 +232,8 @@ class VectorNest:
         b.position_at_end(fill)
         for k in dense:
             if k < n_in or kinds[k - n_in] is not None:
-                _memcpy(b, buffers[k], b.gep(rows[k], [full_end], inbounds=True), size)
-        mask = None
-        if folded:
-            iota = _iota(L)
-            mask = b.icmp_signed("<", iota, self._splat(b.trunc(rem, I32), iota.type))
+                memcpy(b, buffers[k], b.gep(rows[k], [full_end], inbounds=True), size)
+        mask = _first_lanes(b, rem, L) if folded else None
         b.branch(step)
 
         b.position_at_end(step)
@@ -291,31 +255,66 @@ class VectorNest:
             lanes_in.add_incoming(mask, fill)
         new_accs = self._step(
             lambda k: b.bitcast(b.gep(ptrs[k], [at], inbounds=True), self.vptr),
-            None, lanes_in, accs, idents)
+            None, lanes_in, accs, idents, inline=True)
         b.cbranch(is_last, back, nxt)
 
         b.position_at_end(nxt)
-        idx.add_incoming(b.add(idx, i64(L), flags=["nsw", "nuw"]), nxt)
-        for k in folded:
-            accs[k].add_incoming(new_accs[k], nxt)
-        edge = b.branch(cond)
-        if self.hints is not None:
-            edge.set_metadata("llvm.loop", self.hints)
+        self._next_vector(cond, idx, accs, new_accs)
 
         b.position_at_end(back)
         for k in dense:
             if k >= n_in:
-                _memcpy(b, b.gep(rows[k], [full_end], inbounds=True), buffers[k], size)
+                memcpy(b, b.gep(rows[k], [full_end], inbounds=True), buffers[k], size)
         b.branch(done)
 
         b.position_at_end(done)
-        row = {}
-        for k in folded:     # phis first: they head the block
-            row[k] = b.phi(self.vty, name=f"acc{k}.row")
-            row[k].add_incoming(accs[k], last)
-            row[k].add_incoming(new_accs[k], back)
+        self._end_row(offsets, [(accs, last), (new_accs, back)])
+
+    def _enter_loop(self, cond, start, full_end, folded, idents, more, rest):
+        """Branch from the current block to ``cond``, which heads the row's loop: the
+        element index and the accumulators of the outputs ``folded`` along the row
+        (phis, from ``start`` and the identities ``idents``), then on to ``more``
+        while a whole vector remains, else to ``rest``. Returns (index, accumulators)."""
+        b = self.b
+        pre = b.block
+        b.branch(cond)
+        b.position_at_end(cond)
+        idx = b.phi(I64, name="v")
+        idx.add_incoming(start, pre)
+        accs = {}
         for k in folded:
-            self._fold_into_output(k, row[k], offsets)
+            accs[k] = b.phi(self.vty, name=f"acc{k}")
+            accs[k].add_incoming(idents[k], pre)
+        b.cbranch(b.icmp_signed("<", idx, full_end), more, rest)
+        return idx, accs
+
+    def _next_vector(self, cond, idx, accs, new_accs) -> None:
+        """From the current block back to the loop head ``cond``, a vector further on,
+        with the accumulators ``new_accs``."""
+        b = self.b
+        here = b.block
+        idx.add_incoming(b.add(idx, i64(self.lanes), flags=["nsw", "nuw"]), here)
+        for k, acc in accs.items():
+            acc.add_incoming(new_accs[k], here)
+        edge = b.branch(cond)
+        if self.hints is not None:
+            edge.set_metadata("llvm.loop", self.hints)
+
+    def _end_row(self, offsets, ways) -> None:
+        """At the row's end (the current block), each output folded along the row
+        combined with its accumulator: ``ways`` lists (accumulators, block) of the
+        blocks that lead here, merged by phis when there are several."""
+        b = self.b
+        accs = ways[0][0]
+        if len(ways) > 1:
+            merged = {}
+            for k in accs:     # phis first: they head the block
+                merged[k] = b.phi(self.vty, name=f"acc{k}.row")
+                for way, block in ways:
+                    merged[k].add_incoming(way[k], block)
+            accs = merged
+        for k, acc in accs.items():
+            self._fold_into_output(k, acc, offsets)
 
     def _fold_into_output(self, k, acc, offsets) -> None:
         """Output k (reduced along the row) combined with the lanes of its accumulator."""
@@ -325,10 +324,11 @@ class VectorNest:
         store(b, _combine(b, kind, load(b, out, off, self.dt), total, self.dt), out, off,
               self.dt)
 
-    def _step(self, address, mask, fold_mask, accs, idents):
+    def _step(self, address, mask, fold_mask, accs, idents, *, inline: bool = False):
         """One vector of the row: operand k at ``address(k)``, loaded and stored under
         ``mask`` when given; ``fold_mask`` keeps the lanes that outputs folded along
-        the row take in. Returns the outputs' new accumulators."""
+        the row take in; ``inline``: the body written here (a compact row's one step),
+        not called. Returns the outputs' new accumulators."""
         b, n_in = self.b, self.n_in
         kinds = self.reduce_kinds
         new_accs = dict(accs)
@@ -349,7 +349,7 @@ class VectorNest:
                 v = _combine(b, kind, self._load(ptr, mask), v, self.dt)
             self._store(v, ptr, mask)
 
-        if self.inline_body:
+        if inline:
             with vector_lanes(self.lanes):
                 self.emit(b, input_value, write)
             return new_accs
@@ -436,9 +436,7 @@ class _Row:
                          self.vty.as_pointer())
 
     def _mask(self, i):
-        b = self.b
-        rem = b.trunc(b.sub(self.n, i), I32)
-        return b.icmp_signed("<", _iota(self.L), _splat(b, rem, ir.VectorType(I32, self.L)))
+        return _first_lanes(self.b, self.b.sub(self.n, i), self.L)
 
     def _load(self, arr, i, mask):
         return _vload(self.b, self._ptr(arr, i), self.vty, self.dt, mask)
@@ -501,15 +499,10 @@ def _vstore(b, v, ptr, dt, mask):
         b.call(_masked(b.module, "store", v.type), [v, ptr, ir.Constant(I32, dt.itemsize), mask])
 
 
-_NOT_VOLATILE = ir.Constant(ir.IntType(1), 0)
-
-
-def _memcpy(b, dst, src, size) -> None:
-    from .irutil import PTR
-    fn = b.module.globals.get("llvm.memcpy.p0i8.p0i8.i64")
-    if fn is None:
-        fn = b.module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
-    b.call(fn, [b.bitcast(dst, PTR), b.bitcast(src, PTR), size, _NOT_VOLATILE])
+def _first_lanes(b, rem, lanes: int):
+    """The mask of a vector's first ``rem`` (i64, below ``lanes``) lanes."""
+    iota = _iota(lanes)
+    return b.icmp_signed("<", iota, _splat(b, b.trunc(rem, I32), iota.type))
 
 
 def _fold_lanes(b, kind, v, dt):

@@ -85,7 +85,7 @@ def test_a_failed_lowering_leaves_no_thread_behind(streamed, monkeypatch):
             sg.function(inputs, outputs)
     for t in threading.enumerate():
         if t.name == "symgraph-light-kernels":
-            t.join(timeout=60)
+            t.join(timeout=10)
     assert not _light_threads()
 
 
