@@ -123,13 +123,22 @@ def _light_stream(pool):
 def _compile_streamed(light, pool):
     """(object code, time when compilation ended, parts) of a module whose light
     kernels went to ``light`` while it was lowered: the rest (light.main_text) is
-    compiled by a worker meanwhile the last batches are (here, if no worker can)."""
+    compiled by a worker meanwhile the last batches and then the module's glue
+    (partition.separate_glue) are by ``light``'s thread (here, if no worker can)."""
     from symgraph.runtime.objects import pack
-    worker = pool.submit_one(light.main_text, big=True)
+    from .codegen import SEGMENT
+    from .partition import separate_glue
+    from .vector_kernels import LIGHT_ATTRIBUTE
+    text, glue = light.main_text, None
+    if LIGHT_ATTRIBUTE not in text:         # every kernel in vector form went to ``light``
+        text, glue = separate_glue(text, SEGMENT)
+    if glue is not None:
+        light.add_glue(glue)
+    worker = pool.submit_one(text, big=True, whole=glue is None)
     objects = list(light.finish())
     rest = worker.result() if worker is not None else None
     if rest is None:
-        rest = target.compile_objects(light.main_text, big=True, whole=True)
+        rest = target.compile_objects(text, big=True, whole=glue is None)
     return pack(objects + rest), time.perf_counter(), len(objects) + len(rest)
 
 

@@ -179,7 +179,7 @@ def compile_program(program, *, name="sg", light=None):
     with paused_gc():
         module, layout = lower_program(program, name=name, light=light)
         if light is not None and light.started:
-            light.flush()
+            light.flush(last=True)
             text, light.main_text = module_texts(module, light.shipped)
         else:
             text = module_text(module)

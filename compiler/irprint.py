@@ -74,6 +74,20 @@ _NAMED = {**_named_classes("%", (val.Argument, val.Block, *_PRINTERS)),
           **_named_classes("@", (ir.Function, ir.GlobalVariable))}
 
 
+_ATTRIBUTE_TEXTS: dict = {}
+
+
+def _attribute_text(attrs, typ) -> str:
+    """``' '.join(attrs._to_list(typ))``, made once per set of attributes and type (a
+    kernel's pointers all carry ``noalias``: 3 us each, 1,500 kernels)."""
+    key = (frozenset(attrs), attrs.align, attrs.dereferenceable,
+           attrs.dereferenceable_or_null, typ)
+    text = _ATTRIBUTE_TEXTS.get(key)
+    if text is None:
+        text = _ATTRIBUTE_TEXTS[key] = " ".join(attrs._to_list(typ))
+    return text
+
+
 class _Printer:
     """One print of one module: the references and type texts made so far (by id; the
     module keeps every value and type alive while it is printed)."""
@@ -265,7 +279,7 @@ class _Printer:
         """``str(a)`` of an Argument (with its parameter attributes)."""
         attrs = a.attributes
         if attrs or attrs.align or attrs.dereferenceable or attrs.dereferenceable_or_null:
-            return f"{self.type(a.type)} {' '.join(attrs._to_list(a.type))} {self.ref(a)}"
+            return f"{self.type(a.type)} {_attribute_text(attrs, a.type)} {self.ref(a)}"
         return self.operand(a)
 
     def prototype(self, fn, define: bool = False) -> str:

@@ -402,11 +402,14 @@ class TextBuilder:
         return self._terminate("ret void")
 
 
-def define(decl: ir.Function):
+def define(decl: ir.Function, outliner=None):
     """(builder at the new entry block, argument values) of ``decl``'s body written as
-    text (``decl`` is an llvmlite declaration with its final names and attributes)."""
+    text (``decl`` is an llvmlite declaration with its final names and attributes);
+    ``outliner`` (fast_isel.Outliner): a builder that calls helpers for what the fast
+    instruction selector misses."""
     fn = TextFunction(decl)
-    return TextBuilder(fn.append_basic_block("entry")), fn.args
+    entry = fn.append_basic_block("entry")
+    return (outliner.builder(entry) if outliner is not None else TextBuilder(entry)), fn.args
 
 
 def text_function(decl):

@@ -111,7 +111,8 @@ def memcpy(builder, dst, src, nbytes) -> None:
     fn = builder.module.globals.get("llvm.memcpy.p0i8.p0i8.i64")
     if fn is None:
         fn = builder.module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
-    dst, src = (p if p.type == PTR else builder.bitcast(p, PTR) for p in (dst, src))
+    dst, src = (p if p.type is PTR or p.type == PTR else builder.bitcast(p, PTR)
+                for p in (dst, src))
     builder.call(fn, [dst, src, nbytes, _NOT_VOLATILE])
 
 

@@ -75,7 +75,7 @@ class Member:
 
 def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *,
                in_place=None, interleave_math: bool = True, lanes: int = 0,
-               compact_tails: bool = False) -> ir.Function:
+               compact_tails: bool = False, outliner=None) -> ir.Function:
     """``void name(ptr out0.., ptr in0.., i64 lo, i64 hi, i64 extent0..)``: one loop
     nest computing every member's value (common subexpressions once) and writing or
     reducing it into its output. ``plan.patterns`` lists the inputs, then the outputs.
@@ -91,7 +91,9 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     with ``interleave_math`` stays a scalar loop for the vectorizer: its interleaved
     vector code ran 20% faster than ours (elementwise_grad), and in a small module the
     compile time it costs is small. ``compact_tails`` (big modules): the vector form runs
-    a row's last partial vector through the loop's body (VectorNest, compact)."""
+    a row's last partial vector through the loop's body (VectorNest, compact).
+    ``outliner`` (a fast_isel.Outliner, for the fast code generator): what its
+    instruction selector misses is written as calls of helpers."""
     heavy = interleave_math and any(isinstance(op, MATH_OPS)
                                     for m in members for op, _ in m.fused.body)
     if heavy:
@@ -114,7 +116,7 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     for j, e in enumerate(fn.args[n_ptr + 2:]):
         e.name = f"n{j}"
     if lanes and writes_text():
-        b, args = irtext.define(fn)      # written as text: see irtext.py
+        b, args = irtext.define(fn, outliner)      # written as text: see irtext.py
     else:
         b, args = ir.IRBuilder(fn.append_basic_block("entry")), fn.args
     lo, hi = args[n_ptr], args[n_ptr + 1]
@@ -198,8 +200,10 @@ def emit_members(b, members, listing, paired, in_dtypes, out_dtypes, input_value
     values = {}
 
     def value(key):
-        v = values.get(key)                     # computed (a number), else input key[1]
-        return v if v is not None else input_value(key[1])
+        v = values.get(key)             # computed (a number) or loaded (("in", u))
+        if v is None:
+            v = values[key] = input_value(key[1])
+        return v
 
     for k, m in enumerate(members):
         for key, op, arg_keys, arg_dts, dt in listing[k]:

@@ -13,7 +13,9 @@ compiled on both cores at once (build.py).
 A batch module holds its kernels (``hidden``: other objects of the bundle call them),
 their bodies, the vector math they reach (``internal`` copies, ``noinline`` as in every
 big module) and the metadata they name: the module partition.separate would make of
-them. The main module's text declares the kernels instead (``shipped``).
+them. The main module's text declares the kernels instead (``shipped``). The kernels
+call helpers for what the fast code generator's instruction selector misses
+(fast_isel.py); these are compiled last, once, by the optimizing code generator.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import threading
 
 from llvmlite import ir
 
+from .fast_isel import Outliner, is_helper
 from .irtext import text_function
 from .partition import as_hidden, internal_copy
 
@@ -50,8 +53,15 @@ class LightStream:
         self.error: BaseException | None = None
         self._math_text: dict = {}        # name -> its internal copy's text
         self._math_reach: dict = {}       # name -> the functions it reaches
+        self._outliner = None
         self._queue: queue.Queue = queue.Queue()
         self._thread = None
+
+    def outliner(self, module) -> Outliner:
+        """The helpers of the kernels of ``module`` (fast_isel.py), one set per module."""
+        if self._outliner is None:
+            self._outliner = Outliner(module)
+        return self._outliner
 
     @property
     def started(self) -> bool:
@@ -84,12 +94,21 @@ class LightStream:
                                         name="symgraph-light-kernels")
         self._thread.start()
 
-    def flush(self) -> None:
-        """Ship the kernels written so far."""
-        if not self.pending:
-            return
-        kernels, self.pending = self.pending, []
-        self._queue.put(self._batch_text(kernels))
+    def flush(self, *, last: bool = False) -> None:
+        """Ship the kernels written so far; ``last``: lowering is over (the module is
+        still whole), and the helpers they call go too."""
+        if self.pending:
+            kernels, self.pending = self.pending, []
+            self._queue.put(("kernels", self._batch_text(kernels)))
+        if last and self._outliner is not None and self._outliner.helpers:
+            self._queue.put(("helpers", self._helpers_text()))
+            for fn in self._outliner.helpers.values():    # the main module declares them
+                self.shipped[fn.name] = "declare"
+
+    def add_glue(self, text: str) -> None:
+        """The main module's glue (partition.separate_glue), compiled after the last
+        batch while a worker compiles the rest of that module."""
+        self._queue.put(("glue", text))
 
     def finish(self) -> list:
         """Every batch's object, once the thread has compiled them all."""
@@ -124,7 +143,7 @@ class LightStream:
                 called[fn.name] = fn
         for name, fn in list(called.items()):      # bodies, then what bodies call
             body = text_function(fn)
-            if body is not None:
+            if body is not None and not is_helper(name):
                 functions.append(printer.prototype(fn, define=True) + body.body())
                 self.shipped[name] = "omit"
                 called.pop(name)
@@ -137,6 +156,10 @@ class LightStream:
             if fn.name in seen:
                 continue
             seen.add(fn.name)
+            if is_helper(fn.name):
+                declares.append(printer.prototype(fn).replace("declare ", "declare hidden ", 1)
+                                .rstrip("\n"))
+                continue
             if not fn.blocks:
                 declares.append(printer.prototype(fn).rstrip("\n"))
                 continue
@@ -144,6 +167,21 @@ class LightStream:
             stack.extend(self._reach(fn))
         text = "".join(functions)
         return "\n".join([*module_head(module), *declares, text, *_metadata(module, text)]) + "\n"
+
+    def _helpers_text(self) -> str:
+        """The module of every helper (``hidden``: the batches call them) and what they
+        call (intrinsics)."""
+        from .irprint import _Printer, module_head
+        printer = _Printer()
+        helpers = list(self._outliner.helpers.values())
+        bodies, declares = [], {}
+        for fn in helpers:
+            written = text_function(fn)
+            head = printer.prototype(fn, define=True).replace("define ", "define hidden ", 1)
+            bodies.append(head + written.body())
+            for callee in written.callees.values():
+                declares.setdefault(callee.name, printer.prototype(callee).rstrip("\n"))
+        return "\n".join([*module_head(helpers[0].module), *declares.values(), *bodies]) + "\n"
 
     def _math(self, fn, printer) -> str:
         """An internal, out-of-line copy of a defined function the kernels reach (vector
@@ -171,14 +209,17 @@ class LightStream:
     # -- the compiling side ----------------------------------------------------------
     def _work(self) -> None:
         from . import target
+        compile_as = {"kernels": target.compile_light, "helpers": target.compile_helpers,
+                      "glue": target.compile_glue}
         while True:
-            text = self._queue.get()
-            if text is None:
+            item = self._queue.get()
+            if item is None:
                 return
             if self.error is not None:
                 continue
+            kind, text = item
             try:
-                self.objects.append(target.compile_light(text))
+                self.objects.append(compile_as[kind](text))
             except BaseException as exc:  # noqa: BLE001  raised by finish()
                 self.error = exc
 

@@ -135,6 +135,14 @@ def compile_light(binding, fast_tm, text: str) -> bytes:
     return emit(binding, fast_tm, mod)
 
 
+def compile_helpers(binding, tm, text: str) -> bytes:
+    """The object of the helpers of a big module's kernels (fast_isel.py): tiny
+    functions, cleaned up and compiled with ``tm``'s own code generator."""
+    mod = parse(binding, tm, text)
+    optimize_light(binding, tm, mod)
+    return emit(binding, tm, mod)
+
+
 def frame(objects: list) -> bytes:
     """A worker's objects on its stdout: each one's length (8 bytes, little-endian),
     then its bytes."""

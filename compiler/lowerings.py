@@ -95,12 +95,14 @@ def _lower_loop(ctx, nid):
     if fn is None:
         label = fuseds[0].name if len(group) == 1 else f"group{len(group)}"
         big = _big_program(ctx)
+        streamed = ctx.light is not None and big     # fast code generator: fast_isel.py
         fn = emit_group(ctx.module, ctx.name(f"k.{label}"), members, in_dtypes, out_dtypes,
                         plan, in_place=in_place, interleave_math=not big, compact_tails=big,
+                        outliner=ctx.light.outliner(ctx.module) if streamed else None,
                         lanes=lanes_for(members, in_dtypes, out_dtypes, plan.extents)
                         if VECTOR_KERNELS else 0)
         ctx.kernel_cache[key] = fn
-        if ctx.light is not None and big and text_function(fn) is not None:
+        if streamed and text_function(fn) is not None:
             ctx.light.add(fn, expected=ctx._fused_steps)
     splittable, reduced = _split_plan(plan, fuseds, out_dtypes, len(in_ids), in_place)
     call_kernel(ctx, fn, [ctx.buffer(m) for m in group] + [ctx.buffer(i) for i in in_ids],

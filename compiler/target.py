@@ -115,6 +115,23 @@ def compile_light(text: str) -> bytes:
         return llvm_job.compile_light(llvm(), _fast_tm(), text)
 
 
+def compile_glue(text: str) -> bytes:
+    """The object of a big module's glue (partition.separate_glue), made by the fast
+    code generator."""
+    from . import llvm_job
+    with _lock:
+        fast = _fast_tm()
+        return llvm_job.emit(llvm(), fast, llvm_job.parse(llvm(), fast, text))
+
+
+def compile_helpers(text: str) -> bytes:
+    """The object of the helpers of a big module's kernels (fast_isel.py), made by
+    the optimizing code generator."""
+    from . import llvm_job
+    with _lock:
+        return llvm_job.compile_helpers(llvm(), _shared_tm(), text)
+
+
 def assembly(ir_text: str) -> str:
     """The assembly of IR text, made as compile_objects makes its code (in a big
     module, the kernels in vector form by the fast code generator, after the rest)."""

@@ -109,7 +109,7 @@ class VectorNest:
         fn.linkage = "internal"
         fn.attributes.add("alwaysinline")
         if isinstance(self.b, TextBuilder):     # the kernel is written as text: so is this
-            b, args = define(fn)
+            b, args = define(fn, getattr(self.b, "outliner", None))
         else:
             b, args = ir.IRBuilder(fn.append_basic_block("entry")), fn.args
         results = [None] * n_out

@@ -162,14 +162,15 @@ class Pool:
         for w in self.workers:
             w.stop()
 
-    def submit_one(self, text: str, *, big: bool):
-        """Give ``text`` (a whole module, not a part of one) to the first worker (the
-        others are stopped); that Worker, or None when there is none."""
+    def submit_one(self, text: str, *, big: bool, whole: bool = True):
+        """Give ``text`` (a whole module, not a part of one, unless ``whole`` is false:
+        then its glue is not compiled apart) to the first worker (the others are
+        stopped); that Worker, or None when there is none."""
         if not self.workers:
             return None
         for w in self.workers[1:]:
             w.stop()
-        self.workers[0].submit(1, text, dict(_request(big), whole=True))
+        self.workers[0].submit(1, text, dict(_request(big), whole=whole))
         return self.workers[0]
 
     def compile(self, parts: list, compile_here, *, big: bool) -> list:

@@ -62,6 +62,35 @@ def test_a_streamed_module_computes_what_the_reference_computes(streamed, dtype)
                                 nat.artifact.manifest["external"]) is not None
 
 
+def _helper_chain(dtype):
+    """Kernels of what the fast instruction selector misses (fast_isel.py): constants,
+    negation, abs, maximum and minimum, clip, a select, a sign."""
+    rng = np.random.default_rng(2)
+    x = sg.placeholder(shape=("n", 11), dtype=dtype, name="x")
+    w = sg.constant((rng.standard_normal((11, 11)) / 11).astype(dtype))
+    h = x
+    for k in range(KERNELS):
+        a = sg.abs(-h) * (0.5 + k) + sg.minimum(h, -0.0) - sg.maximum(h, 1.0 / (k + 1))
+        b = sg.where(h > 0.25, sg.clip(h, -2.0, 2.0), sg.sign(h) * 3.0)
+        h = (a + b - k) @ w
+    return [x], [h]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kernels_calling_helpers_compute_what_the_reference_computes(streamed, dtype):
+    with sg.Graph():
+        inputs, outputs = _helper_chain(dtype)
+        nat = sg.function(inputs, outputs)
+        ref = sg.function(inputs, outputs, mode="reference")
+    ir = nat._full_artifact("ir").ir
+    assert '@"sg.fi.' in ir                 # helpers were called (and defined once)
+    x = np.random.default_rng(3).standard_normal((37, 11)).astype(dtype) * 3
+    x[0, :4] = [0.0, -0.0, 0.25, -1e30]
+    np.testing.assert_allclose(nat(x)[0], ref(x)[0],
+                               rtol=1e-4 if dtype == "float32" else 1e-10,
+                               atol=1e-4 if dtype == "float32" else 1e-10)
+
+
 def test_a_batch_llvm_refuses_is_the_compile_error(streamed, monkeypatch):
     def refuse(text):
         raise RuntimeError("LLVM refused this batch")
