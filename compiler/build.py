@@ -123,22 +123,26 @@ def _light_stream(pool):
 def _compile_streamed(light, pool):
     """(object code, time when compilation ended, parts) of a module whose light
     kernels went to ``light`` while it was lowered: the rest (light.main_text) is
-    compiled by a worker meanwhile the last batches and then the module's glue
-    (partition.separate_glue) are by ``light``'s thread (here, if no worker can)."""
+    compiled by a worker (here, if no worker can) meanwhile ``light``'s thread compiles
+    the last batches; the module's glue (partition.separate_glue) is shared between
+    the two."""
     from symgraph.runtime.objects import pack
     from .codegen import SEGMENT
     from .partition import separate_glue
     from .vector_kernels import LIGHT_ATTRIBUTE
-    text, glue = light.main_text, None
+    text, glues = light.main_text, None
     if LIGHT_ATTRIBUTE not in text:         # every kernel in vector form went to ``light``
-        text, glue = separate_glue(text, SEGMENT)
-    if glue is not None:
-        light.add_glue(glue)
-    worker = pool.submit_one(text, big=True, whole=glue is None)
+        text, glues = separate_glue(text, SEGMENT, parts=2)
+    here, there = (glues + [None])[:2] if glues else (None, None)
+    if here is not None:
+        light.add_glue(here)
+    worker = pool.submit_one(text, big=True, whole=glues is None, glue=there)
     objects = list(light.finish())
     rest = worker.result() if worker is not None else None
     if rest is None:
-        rest = target.compile_objects(text, big=True, whole=glue is None)
+        rest = target.compile_objects(text, big=True, whole=glues is None)
+        if there is not None:
+            rest.append(target.compile_glue(there))
     return pack(objects + rest), time.perf_counter(), len(objects) + len(rest)
 
 

@@ -283,11 +283,13 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
             _assemble(mod, glob, [], bodies))
 
 
-def separate_glue(text: str, prefix: str):
+def separate_glue(text: str, prefix: str, *, parts: int = 1):
     """(main, glue): a big module's text without its ``optnone`` functions named
     ``<prefix>.<...>`` (the segments: straight-line glue around kernel calls), which it
-    declares instead, and a module of those alone, for LLVM's fast code generator;
-    glue is None when there are none (or they use a variable that cannot be shared).
+    declares instead, and the texts of modules of those alone (``parts`` of them, of
+    about equal size, fewer when there are fewer segments), for LLVM's fast code
+    generator; glue is None when there are none (or they use a variable that cannot be
+    shared).
 
     Why: ``optnone`` spares them the IR passes, not the O3 code generator's greedy
     register allocator, which took 0.54 of 0.81 s on the main module of a 10,000-op
@@ -304,18 +306,38 @@ def separate_glue(text: str, prefix: str):
     glue_set = set(glue)
     used = set().union(*(mod.functions[n].refs for n in glue))
     called = {n for n in used if n in mod.functions and n not in glue_set}
-    glob = _borrowed_globals(mod, used)
-    if glob is None:
+    if _borrowed_globals(mod, used) is None:
         return text, None
-    glue_bodies = [line for n in glue for line in as_hidden(mod.functions[n].lines)]
     rest = []
     for n, f in mod.functions.items():
         if n not in glue_set:
             rest.extend(as_hidden(f.lines) if n in called else f.lines)
     return (_assemble(mod, list(mod.globals.values()),
                       [_declaration(mod.functions[n]) for n in glue], rest),
-            _assemble(mod, glob, [_declaration(mod.functions[n]) for n in called],
-                      glue_bodies))
+            [_glue_text(mod, run, glue_set) for run in _even_runs(mod, glue, parts)])
+
+
+def _even_runs(mod: Module, names: list, parts: int) -> list:
+    """``names`` in at most ``parts`` runs of about equal numbers of lines."""
+    total = sum(len(mod.functions[n].lines) for n in names)
+    runs, current, size = [], [], 0
+    for n in names:
+        if current and size >= total * (len(runs) + 1) / parts:
+            runs.append(current)
+            current = []
+        current.append(n)
+        size += len(mod.functions[n].lines)
+    return runs + [current]
+
+
+def _glue_text(mod: Module, names: list, glue_set: set) -> str:
+    """A module of the glue functions ``names``, declaring what they call."""
+    used = set().union(*(mod.functions[n].refs for n in names))
+    called = sorted(n for n in used if n in mod.functions and n not in glue_set
+                    or n in glue_set and n not in names)
+    return _assemble(mod, _borrowed_globals(mod, used),
+                     [_declaration(mod.functions[n]) for n in called],
+                     [line for n in names for line in as_hidden(mod.functions[n].lines)])
 
 
 def _names_unit(text: str, prefixes) -> bool:

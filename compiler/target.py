@@ -81,7 +81,8 @@ def _separated(ir_text: str, big: bool | None, *, glue_apart: bool = False):
     glue = None
     if big and glue_apart:
         from .codegen import SEGMENT
-        main, glue = separate_glue(main, SEGMENT)
+        main, glues = separate_glue(main, SEGMENT)
+        glue = glues[0] if glues else None
     return main, light, big, glue
 
 

@@ -80,13 +80,16 @@ class Worker:
         except (OSError, ValueError):
             self.proc = None
 
-    def submit(self, index: int, text: str, request: dict) -> None:
+    def submit(self, index: int, text: str, request: dict, glue: str | None = None) -> None:
+        """Compile ``text`` (and ``glue``, glue already taken out of it: see
+        partition.separate_glue)."""
         self.index = index
         if self.proc is None:
             return
         from .target import _separated
-        main, light, _, glue = _separated(text, request["big"],
-                                          glue_apart=request.get("whole", False))
+        main, light, _, own_glue = _separated(text, request["big"],
+                                              glue_apart=request.get("whole", False))
+        glue = glue if glue is not None else own_glue
         light, glue = (light or "").encode(), (glue or "").encode()
         data = (json.dumps(dict(request, light_bytes=len(light), glue_bytes=len(glue))).encode()
                 + b"\n" + main.encode() + light + glue)
@@ -162,15 +165,16 @@ class Pool:
         for w in self.workers:
             w.stop()
 
-    def submit_one(self, text: str, *, big: bool, whole: bool = True):
+    def submit_one(self, text: str, *, big: bool, whole: bool = True,
+                   glue: str | None = None):
         """Give ``text`` (a whole module, not a part of one, unless ``whole`` is false:
-        then its glue is not compiled apart) to the first worker (the others are
-        stopped); that Worker, or None when there is none."""
+        its glue was taken out already, and ``glue`` is some of it, or None) to the
+        first worker (the others are stopped); that Worker, or None when there is none."""
         if not self.workers:
             return None
         for w in self.workers[1:]:
             w.stop()
-        self.workers[0].submit(1, text, dict(_request(big), whole=whole))
+        self.workers[0].submit(1, text, dict(_request(big), whole=whole), glue)
         return self.workers[0]
 
     def compile(self, parts: list, compile_here, *, big: bool) -> list:

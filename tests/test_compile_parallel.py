@@ -285,7 +285,7 @@ entry:
 
 
 def test_glue_goes_apart_and_what_it_calls_becomes_visible():
-    main, glue = partition.separate_glue(GLUE_MODULE, "sg.seg")
+    main, (glue,) = partition.separate_glue(GLUE_MODULE, "sg.seg")
     assert 'define hidden i32 @"sg.seg.0"' in glue and 'declare hidden void @"k.add.0"' in glue
     assert '@"word" = external global i32' in glue
     assert 'define hidden void @"k.add.0"' in main and 'declare hidden i32 @"sg.seg.0"' in main
@@ -297,3 +297,19 @@ def test_glue_goes_apart_and_what_it_calls_becomes_visible():
     plain = GLUE_MODULE.replace(" noinline optnone", " noinline")
     assert partition.separate_glue(plain, "sg.seg") == (plain, None)
     assert partition.separate_glue(GLUE_MODULE, "other") == (GLUE_MODULE, None)
+
+
+def test_glue_in_two_parts_each_defines_its_segments_once():
+    second = GLUE_MODULE[GLUE_MODULE.index('define internal i32 @"sg.seg.0"'):
+                         GLUE_MODULE.index('define i32 @"sg_entry"')]
+    module = GLUE_MODULE.replace('define i32 @"sg_entry"',
+                                 second.replace("sg.seg.0", "sg.seg.1") + 'define i32 @"sg_entry"')
+    main, glues = partition.separate_glue(module, "sg.seg", parts=2)
+    assert len(glues) == 2
+    from symgraph.compiler import target
+    for k, glue in enumerate(glues):
+        assert f'define hidden i32 @"sg.seg.{k}"' in glue
+        assert f'define hidden i32 @"sg.seg.{1 - k}"' not in glue
+        assert 'declare hidden void @"k.add.0"' in glue
+        target.llvm().parse_assembly(glue).verify()
+    assert partition.separate_glue(module, "sg.seg", parts=3)[1].__len__() == 2
