@@ -22,6 +22,7 @@ from .gcpause import paused_gc, release
 from .irprint import module_text, module_texts
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then, memcpy
 from .memory import plan_memory, nbytes
+from .parallel import DISPATCH
 
 ENTRY = "sg_entry"
 LOWERINGS: dict = {}
@@ -278,6 +279,9 @@ def lower_program(program, *, name="sg", light=None):
 # parts, in parallel (compiler/partition.py), and the entry of a 10,000-op graph is
 # not one function of thousands of lines.
 SEGMENT = "sg.seg"
+# what partition.separate_glue takes out of a big module: the segments and the
+# parallel dispatchers (optnone, for the fast code generator)
+GLUE = (SEGMENT, DISPATCH)
 SEGMENT_STEPS = 32
 SEGMENTED_FROM = 64
 MIN_SEGMENTS = 8

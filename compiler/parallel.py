@@ -38,6 +38,10 @@ MAX_THREADS = 64
 THREADS_SYMBOL = "sg_threads"
 
 
+# the prefix of the dispatchers' names (``par.run.N``, ``par.worker.N``): glue, which
+# a big module compiles apart (partition.separate_glue)
+DISPATCH = "par"
+
 def available() -> bool:
     """Split loops unless SYMGRAPH_PARALLEL=0, and only when libgomp is installed."""
     from symgraph.runtime.threads import parallel_code_wanted
@@ -104,7 +108,7 @@ def _dispatcher(ctx, kernel_type, n_ptrs, n_dims, reduced):
         return cached
     n_counts = len(reduced)
     fnty = ir.FunctionType(VOID, [PTR, I64] + [PTR] * n_ptrs + [I64] * (1 + n_counts + n_dims))
-    fn = ir.Function(ctx.module, fnty, name=ctx.name("par.run"))
+    fn = ir.Function(ctx.module, fnty, name=ctx.name(f"{DISPATCH}.run"))
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     _glue(fn)
@@ -205,7 +209,7 @@ def _worker(ctx, kernel_type, n_ptrs, n_extents, reduced):
     cached = ctx.kernel_cache.get(key)
     if cached is not None:
         return cached
-    fn = ir.Function(ctx.module, ir.FunctionType(VOID, [PTR]), name=ctx.name("par.worker"))
+    fn = ir.Function(ctx.module, ir.FunctionType(VOID, [PTR]), name=ctx.name(f"{DISPATCH}.worker"))
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     _glue(fn)

@@ -283,11 +283,12 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
             _assemble(mod, glob, [], bodies))
 
 
-def separate_glue(text: str, prefix: str, *, parts: int = 1):
+def separate_glue(text: str, prefix, *, shares=(1,)):
     """(main, glue): a big module's text without its ``optnone`` functions named
-    ``<prefix>.<...>`` (the segments: straight-line glue around kernel calls), which it
-    declares instead, and the texts of modules of those alone (``parts`` of them, of
-    about equal size, fewer when there are fewer segments), for LLVM's fast code
+    ``<prefix>.<...>`` (one prefix or a tuple of them: the segments, straight-line glue
+    around kernel calls, and the parallel dispatchers), which it
+    declares instead, and the texts of modules of those alone (one per share, of
+    about those proportions, fewer when there are fewer functions), for LLVM's fast code
     generator; glue is None when there are none (or they use a variable that cannot be
     shared).
 
@@ -296,11 +297,13 @@ def separate_glue(text: str, prefix: str, *, parts: int = 1):
     graph; the fast generator compiles them in a fifth of that. Unlike ``separate``,
     nothing is copied: what the glue calls (kernels, dispatchers) stays in main, made
     ``hidden`` there, and the glue declares it."""
-    if not _names_unit(text, (prefix,)):
+    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+    if not _names_unit(text, prefixes):
         return text, None
     mod = parse(text)
+    starts = tuple(p + "." for p in prefixes)
     glue = [n for n, f in mod.functions.items()
-            if n.startswith(prefix + ".") and "optnone" in f.lines[0]]
+            if n.startswith(starts) and "optnone" in f.lines[0]]
     if not glue:
         return text, None
     glue_set = set(glue)
@@ -314,15 +317,17 @@ def separate_glue(text: str, prefix: str, *, parts: int = 1):
             rest.extend(as_hidden(f.lines) if n in called else f.lines)
     return (_assemble(mod, list(mod.globals.values()),
                       [_declaration(mod.functions[n]) for n in glue], rest),
-            [_glue_text(mod, run, glue_set) for run in _even_runs(mod, glue, parts)])
+            [_glue_text(mod, run, glue_set) for run in _runs(mod, glue, shares)])
 
 
-def _even_runs(mod: Module, names: list, parts: int) -> list:
-    """``names`` in at most ``parts`` runs of about equal numbers of lines."""
+def _runs(mod: Module, names: list, shares) -> list:
+    """``names`` in at most ``len(shares)`` runs, in order, whose numbers of lines are
+    about in the proportions ``shares``."""
     total = sum(len(mod.functions[n].lines) for n in names)
+    ends = [total * sum(shares[:k + 1]) / sum(shares) for k in range(len(shares))]
     runs, current, size = [], [], 0
     for n in names:
-        if current and size >= total * (len(runs) + 1) / parts:
+        if current and len(runs) < len(ends) - 1 and size >= ends[len(runs)]:
             runs.append(current)
             current = []
         current.append(n)

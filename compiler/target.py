@@ -80,8 +80,8 @@ def _separated(ir_text: str, big: bool | None, *, glue_apart: bool = False):
     main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
     glue = None
     if big and glue_apart:
-        from .codegen import SEGMENT
-        main, glues = separate_glue(main, SEGMENT)
+        from .codegen import GLUE
+        main, glues = separate_glue(main, GLUE)
         glue = glues[0] if glues else None
     return main, light, big, glue
 

@@ -304,7 +304,7 @@ def test_glue_in_two_parts_each_defines_its_segments_once():
                          GLUE_MODULE.index('define i32 @"sg_entry"')]
     module = GLUE_MODULE.replace('define i32 @"sg_entry"',
                                  second.replace("sg.seg.0", "sg.seg.1") + 'define i32 @"sg_entry"')
-    main, glues = partition.separate_glue(module, "sg.seg", parts=2)
+    main, glues = partition.separate_glue(module, "sg.seg", shares=(1, 1))
     assert len(glues) == 2
     from symgraph.compiler import target
     for k, glue in enumerate(glues):
@@ -312,4 +312,4 @@ def test_glue_in_two_parts_each_defines_its_segments_once():
         assert f'define hidden i32 @"sg.seg.{1 - k}"' not in glue
         assert 'declare hidden void @"k.add.0"' in glue
         target.llvm().parse_assembly(glue).verify()
-    assert partition.separate_glue(module, "sg.seg", parts=3)[1].__len__() == 2
+    assert len(partition.separate_glue(module, "sg.seg", shares=(1, 1, 1))[1]) == 2
