@@ -19,6 +19,7 @@ from symgraph.ops.elementwise import Elementwise
 from symgraph.ops.leaves import Shared, Constant
 from .fused import Fused
 from .gcpause import paused_gc, release
+from . import irtext
 from .irprint import module_text, module_texts
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then, memcpy
 from .memory import plan_memory, nbytes
@@ -89,15 +90,20 @@ class LowerContext:
         self.threads_symbol = None       # the module's thread-count word (parallel.py)
         self.light = None                # where text kernels of a big module go (build.py)
 
-    def begin_function(self, fn) -> None:
+    def begin_function(self, fn, *, text: bool = False) -> None:
         """Lower into ``fn`` (``i32 (ptr args, ptr dims)``: the entry or a segment of it)
-        from now on: a fresh prologue, and no value of another function reused."""
-        entry = fn.append_basic_block("entry")
-        body = fn.append_basic_block("body")
-        b = ir.IRBuilder(entry)
+        from now on: a fresh prologue, and no value of another function reused.
+        ``text``: its body written as text (irtext.py; see TEXT_SEGMENT_LOWERINGS)."""
+        if text:
+            b, args = irtext.define(fn)
+            entry = b.block
+        else:
+            entry, args = fn.append_basic_block("entry"), fn.args
+            b = ir.IRBuilder(entry)
+        body = b.append_basic_block("body") if text else fn.append_basic_block("body")
         self.builder = b
-        self.args_ptr = fn.args[0]
-        self.dim = DimEmitter(b, b.bitcast(fn.args[1], I64.as_pointer()), self.dim.symbol_index,
+        self.args_ptr = args[0]
+        self.dim = DimEmitter(b, b.bitcast(args[1], I64.as_pointer()), self.dim.symbol_index,
                               at_entry=self._at_entry)
         self._scratch = None
         self._ptr_cache = {}
@@ -241,7 +247,7 @@ def lower_program(program, *, name="sg", light=None):
             # than a tenth of a 1,000-op graph's LLVM time, to save nanoseconds a call
             seg.attributes.add("optnone")
             seg.args[0].name, seg.args[1].name = "args", "dims"
-            ctx.begin_function(seg)
+            ctx.begin_function(seg, text=_text_segment(g, steps))
             _lower_steps(ctx, steps)
             ctx.builder.ret(ir.Constant(I32, 0))
             segs.append(seg)
@@ -293,6 +299,26 @@ def segments(steps) -> list:
         return [list(steps)]
     size = max(1, min(SEGMENT_STEPS, -(-len(steps) // MIN_SEGMENTS)))
     return [list(steps[k:k + size]) for k in range(0, len(steps), size)]
+
+
+def _text_segment(g, steps) -> bool:
+    """Whether a segment's glue is written as text (irtext.py): when kernels are, and
+    its steps are all lowered by a lowering known to use only what TextBuilder has
+    (TEXT_SEGMENT_LOWERINGS). In a 10,000-op graph, making and printing the glue as
+    llvmlite objects took about a tenth of the compile."""
+    from .kernels import writes_text
+    if not writes_text():
+        return False
+    if not TEXT_SEGMENT_LOWERINGS:
+        from .lower_linalg import lower_matmul
+        from .lowerings import lower_loop
+        TEXT_SEGMENT_LOWERINGS.update({lower_loop, lower_matmul})
+    return all(lowering_for(g.op(n)) in TEXT_SEGMENT_LOWERINGS or lowering_for(g.op(n)) is None
+               for n in steps)
+
+
+# lowerings whose glue may be written as text (filled on first use)
+TEXT_SEGMENT_LOWERINGS: set = set()
 
 
 def _lower_steps(ctx, steps) -> None:

@@ -238,6 +238,11 @@ class TextBuilder:
     def goto_entry_block(self):
         return self.goto_block(self._block.function.entry_basic_block)
 
+    def position_before(self, terminator: _Terminator) -> None:
+        """Lines go before ``terminator`` (what branch/cbranch returned): the only
+        instruction llvmlite's position_before is given here (codegen's prologue)."""
+        self._block = terminator.block
+
     # -- lines ------------------------------------------------------------------------
     def _register(self, name: str) -> str:
         if not name:

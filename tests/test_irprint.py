@@ -20,6 +20,7 @@ from symgraph.compiler.codegen import compile_program, lower_program
 from symgraph.compiler.gcpause import paused_gc
 from symgraph.compiler import irprint, kernels
 from symgraph.compiler.irprint import COVERED, module_text
+from symgraph.compiler.irtext import text_function
 from symgraph.errors import SymgraphError
 from .opinfo import all_cases
 from .test_rewrite_fuzz import _build, programs
@@ -144,6 +145,10 @@ def test_synthetic_graph_in_segments_prints_as_llvmlite():
         text = _assert_same_text(_function([x], out))
     assert "sg.seg.1" in text      # long enough for an entry in segments
     assert compile_program(_function([x], out).optimized)[0] == text
+    # its segments (loops and products only) were written as text, and compared above
+    module, _ = lower_program(_function([x], out).optimized)
+    segs = [f for name, f in module.globals.items() if name.startswith("sg.seg.")]
+    assert segs and all(text_function(f) is not None for f in segs)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
