@@ -18,7 +18,9 @@ compile by the optimizing code generator, so their bodies are good code: the
 10,000-op graph ran as fast as before (1.76 s against 1.76-1.79 s at batch 4,096).
 
 Compares and selects stay: their ``<N x i1>`` masks cannot be passed to a call
-without a DAG either.
+without a DAG either. Casts between pointer types are not written at all (see
+OutliningBuilder): with both changes a batch of a 10,000-op graph's kernels took
+0.27 s instead of 0.45 s to compile, and its text was a quarter shorter.
 """
 from __future__ import annotations
 
