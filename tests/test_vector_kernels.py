@@ -287,3 +287,26 @@ def test_softmax_rows_in_vector_form_match_the_reference(dtype, log):
         assert _light(nat) >= 1
         with np.errstate(all="ignore"):
             np.testing.assert_allclose(nat(x), ref(x), **_tol(dtype))
+
+
+def test_a_module_interleaves_math_within_its_budget(monkeypatch):
+    """Kernels of vector math are loops for the vectorizer to interleave until the
+    module's budget (lowerings.MAX_INTERLEAVED_MATH) is spent, then in vector form;
+    both compute what the reference does."""
+    from symgraph.compiler import cache, lowerings
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", "off")
+    monkeypatch.setattr(lowerings, "MAX_INTERLEAVED_MATH", 10)
+    cache.clear_memory()
+    rng = np.random.default_rng(7)
+    with sg.Graph():
+        x = sg.placeholder(shape=("n", 16), dtype=np.float32, name="x")
+        w = sg.constant((rng.standard_normal((16, 16)) / 16).astype(np.float32))
+        h = x
+        for k in range(4):           # four kernels of 5 math ops, matmuls between
+            h = (sg.tanh(h) + sg.exp(-h * h) * sg.sigmoid(h) + sg.sin(h) * sg.cos(h)
+                 + (k + 1.0)) @ w
+        f = sg.function([x], h)
+        ref = sg.function([x], h, mode="reference")
+    assert _light(f) == 2            # 5 + 5 within the budget of 10, then vector form
+    xv = rng.standard_normal((13, 16)).astype(np.float32)
+    np.testing.assert_allclose(f(xv), ref(xv), rtol=2e-5, atol=2e-6)
