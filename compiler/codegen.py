@@ -276,6 +276,9 @@ def lower_program(program, *, name="sg", light=None):
         "plan": plan, "blas": sorted(ctx.blas_symbols), "python_entry": python_entry,
         "threads_symbol": ctx.threads_symbol,
     }
+    # the context is a cycle (its DimEmitter holds its bound method) holding every
+    # kernel: emptied now, it is freed now, not by a collection (gcpause.py)
+    ctx.__dict__.clear()
     return module, layout
 
 

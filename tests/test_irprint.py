@@ -18,7 +18,7 @@ from llvmlite import ir
 import symgraph as sg
 from symgraph.compiler.codegen import compile_program, lower_program
 from symgraph.compiler.gcpause import paused_gc
-from symgraph.compiler import irprint, kernels
+from symgraph.compiler import irprint, irtext, kernels
 from symgraph.compiler.irprint import COVERED, module_text
 from symgraph.compiler.irtext import text_function
 from symgraph.errors import SymgraphError
@@ -275,10 +275,14 @@ def test_compile_program_frees_its_module_without_the_collector():
         before = len(gc.get_objects())
         again = compile_program(program)[0]
         grown = len(gc.get_objects()) - before
+        # nothing of its functions is left, those written as text included (irtext)
+        left = [o for o in gc.get_objects()
+                if isinstance(o, (ir.Function, irtext.TextFunction, irtext.Block))]
     finally:
         gc.enable()
     assert again == first
     assert grown < first.count("\n") // 4, grown      # a module holds about five per line
+    assert "sg-light" in first and not left, left[:3]
 
 
 def test_gc_pause_nests_and_restores():
