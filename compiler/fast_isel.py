@@ -164,7 +164,7 @@ class OutliningBuilder(TextBuilder):
                                   {"flags": tuple(flags)} if flags else {}, name)
 
     def call(self, fn, args, name=""):
-        if (not fn.name.startswith("llvm.") or type(fn) is not ir.Function
+        if (type(fn) is not ir.Function or not fn.name.startswith("llvm.")
                 or not _plain_vector(fn.ftype.return_type)
                 or not all(_plain_vector(a.type) or not isinstance(a.type, ir.VectorType)
                            for a in args)):
