@@ -100,7 +100,7 @@ class LowerContext:
         else:
             entry, args = fn.append_basic_block("entry"), fn.args
             b = ir.IRBuilder(entry)
-        body = b.append_basic_block("body") if text else fn.append_basic_block("body")
+        body = b.append_basic_block("body")
         self.builder = b
         self.args_ptr = args[0]
         self.dim = DimEmitter(b, b.bitcast(args[1], I64.as_pointer()), self.dim.symbol_index,
@@ -316,8 +316,8 @@ def _text_segment(g, steps) -> bool:
         from .lower_linalg import lower_matmul
         from .lowerings import lower_loop
         TEXT_SEGMENT_LOWERINGS.update({lower_loop, lower_matmul})
-    return all(lowering_for(g.op(n)) in TEXT_SEGMENT_LOWERINGS or lowering_for(g.op(n)) is None
-               for n in steps)
+    lowered = (lowering_for(g.op(n)) for n in steps)
+    return all(lower is None or lower in TEXT_SEGMENT_LOWERINGS for lower in lowered)
 
 
 # lowerings whose glue may be written as text (filled on first use)

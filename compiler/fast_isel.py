@@ -136,6 +136,7 @@ class Outliner:
         result = base(scratch, *_substitute(args, iter(probe)), **kwargs)
         fnty = ir.FunctionType(result.type, [r.type for r in regs])
         fn = ir.Function(self.module, fnty, name=f"{PREFIX}.{len(self.helpers)}")
+        fn.linkage = "internal"      # as a kernel: ``hidden`` where it is shipped
         b, params = define(fn)
         b.ret(base(b, *_substitute(args, iter(params)), **kwargs))
         return fn

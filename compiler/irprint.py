@@ -282,6 +282,12 @@ class _Printer:
             return f"{self.type(a.type)} {_attribute_text(attrs, a.type)} {self.ref(a)}"
         return self.operand(a)
 
+    def hidden_declaration(self, fn) -> str:
+        """``declare hidden`` of a function defined in another object of the bundle."""
+        fnty = fn.function_type
+        params = ", ".join([self.type(t) for t in fnty.args])
+        return f"declare hidden {self.type(fnty.return_type)} {self.ref(fn)}({params})"
+
     def prototype(self, fn, define: bool = False) -> str:
         """Function.descr_prototype: ``define``/``declare`` line of a function
         (``define``: a function whose body is text, irtext.py)."""
@@ -366,9 +372,7 @@ def module_texts(module: ir.Module, shipped: dict) -> tuple:
         if what is None:
             rest.append(text)
         elif what == "declare":
-            fnty = v.function_type
-            params = ", ".join([p.type(t) for t in fnty.args])
-            rest.append(f"declare hidden {p.type(fnty.return_type)} {p.ref(v)}({params})")
+            rest.append(p.hidden_declaration(v))
     metadata = module._get_metadata_lines()
     return "\n".join(full + metadata), "\n".join(rest + metadata)
 

@@ -94,8 +94,7 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     a row's last partial vector through the loop's body (VectorNest, compact).
     ``outliner`` (a fast_isel.Outliner, for the fast code generator): what its
     instruction selector misses is written as calls of helpers."""
-    heavy = interleave_math and any(isinstance(op, MATH_OPS)
-                                    for m in members for op, _ in m.fused.body)
+    heavy = interleave_math and math_ops([m.fused for m in members]) > 0
     if heavy:
         lanes = 0
     in_place = in_place or {}
@@ -284,6 +283,11 @@ def loop_hints(module, interleave: int = 0):
 # ops whose lowering calls vecmath: a loop body with one of them is latency-bound
 MATH_OPS = (E.Exp, E.Log, E.Log1p, E.Expm1, E.Tanh, E.Sigmoid, E.Softplus, E.Sin, E.Cos,
             E.Power)
+
+
+def math_ops(fuseds) -> int:
+    """How many vector-math ops the bodies of ``fuseds`` hold."""
+    return sum(isinstance(op, MATH_OPS) for f in fuseds for op, _ in f.body)
 
 
 def _nest(b, extents, strides, body, offsets, level, bounds=None, interleave=0):

@@ -157,8 +157,7 @@ class LightStream:
                 continue
             seen.add(fn.name)
             if is_helper(fn.name):
-                declares.append(printer.prototype(fn).replace("declare ", "declare hidden ", 1)
-                                .rstrip("\n"))
+                declares.append(printer.hidden_declaration(fn))
                 continue
             if not fn.blocks:
                 declares.append(printer.prototype(fn).rstrip("\n"))
@@ -177,8 +176,7 @@ class LightStream:
         bodies, declares = [], {}
         for fn in helpers:
             written = text_function(fn)
-            head = printer.prototype(fn, define=True).replace("define ", "define hidden ", 1)
-            bodies.append(head + written.body())
+            bodies.append(as_hidden([printer.prototype(fn, define=True)])[0] + written.body())
             for callee in written.callees.values():
                 declares.setdefault(callee.name, printer.prototype(callee).rstrip("\n"))
         return "\n".join([*module_head(helpers[0].module), *declares.values(), *bodies]) + "\n"

@@ -20,7 +20,8 @@ from .fused import Fused
 from .irutil import (call_intrinsic, I1, I64, PTR, VOID, fold_range, for_range, i64, load,
                      store, typed_ptr, value_type)
 from .horizontal import as_fused
-from .kernels import Member, plan_loops, emit_group, identity, _combine, MATH_OPS, loop_hints
+from .kernels import (Member, plan_loops, emit_group, identity, _combine, MATH_OPS, loop_hints,
+                      math_ops)
 from .lower_scalar import constant
 from . import vecmath
 from .parallel import call_kernel, MATH_COST
@@ -145,7 +146,7 @@ MAX_INTERLEAVED_MATH = 12
 def _interleave(ctx, fuseds) -> bool:
     """Whether a kernel of ``fuseds`` may have its math interleaved (within the
     module's budget, which it then uses up)."""
-    count = sum(isinstance(op, MATH_OPS) for f in fuseds for op, _ in f.body)
+    count = math_ops(fuseds)
     used = getattr(ctx, "_interleaved_math", 0)
     if used + count > MAX_INTERLEAVED_MATH:
         return False

@@ -42,6 +42,7 @@ THREADS_SYMBOL = "sg_threads"
 # a big module compiles apart (partition.separate_glue)
 DISPATCH = "par"
 
+
 def available() -> bool:
     """Split loops unless SYMGRAPH_PARALLEL=0, and only when libgomp is installed."""
     from symgraph.runtime.threads import parallel_code_wanted

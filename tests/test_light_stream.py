@@ -37,12 +37,16 @@ def _chain(dtype):
     return [x], [h, sg.sum(h * h, axis=1)]
 
 
+def _compiled(chain, dtype):
+    """(native, reference) functions of ``chain(dtype)``."""
+    with sg.Graph():
+        inputs, outputs = chain(dtype)
+        return sg.function(inputs, outputs), sg.function(inputs, outputs, mode="reference")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_streamed_module_computes_what_the_reference_computes(streamed, dtype):
-    with sg.Graph():
-        inputs, outputs = _chain(dtype)
-        nat = sg.function(inputs, outputs)
-        ref = sg.function(inputs, outputs, mode="reference")
+    nat, ref = _compiled(_chain, dtype)
     assert nat.artifact.parts >= 2 + KERNELS // 5     # the batches, the rest, its glue
     x = np.random.default_rng(1).standard_normal((13, 19)).astype(dtype)
     for got, want in zip(nat(x), ref(x)):
@@ -78,12 +82,8 @@ def _helper_chain(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_kernels_calling_helpers_compute_what_the_reference_computes(streamed, dtype):
-    with sg.Graph():
-        inputs, outputs = _helper_chain(dtype)
-        nat = sg.function(inputs, outputs)
-        ref = sg.function(inputs, outputs, mode="reference")
-    ir = nat._full_artifact("ir").ir
-    assert '@"sg.fi.' in ir                 # helpers were called (and defined once)
+    nat, ref = _compiled(_helper_chain, dtype)
+    assert '@"sg.fi.' in nat._full_artifact("ir").ir      # helpers were called
     x = np.random.default_rng(3).standard_normal((37, 11)).astype(dtype) * 3
     x[0, :4] = [0.0, -0.0, 0.25, -1e30]
     np.testing.assert_allclose(nat(x)[0], ref(x)[0],
@@ -123,10 +123,7 @@ def test_one_core_compiles_without_streaming(streamed, monkeypatch):
     calls = []
     monkeypatch.setattr(light_stream.LightStream, "add",
                         lambda self, *a, **k: calls.append(a))
-    with sg.Graph():
-        inputs, outputs = _chain("float32")
-        nat = sg.function(inputs, outputs)
-        ref = sg.function(inputs, outputs, mode="reference")
+    nat, ref = _compiled(_chain, "float32")
     assert not calls
     x = np.ones((2, 19), np.float32)
     np.testing.assert_allclose(nat(x)[1], ref(x)[1], rtol=1e-4)
