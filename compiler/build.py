@@ -133,12 +133,10 @@ def _compile_streamed(light, pool):
     the last batches; the module's glue (partition.separate_glue) is shared between
     the two."""
     from symgraph.runtime.objects import pack
-    from .codegen import GLUE
-    from .partition import separate_glue
     from .vector_kernels import LIGHT_ATTRIBUTE
     text, glues = light.main_text, None
     if LIGHT_ATTRIBUTE not in text:         # every kernel in vector form went to ``light``
-        text, glues = separate_glue(text, GLUE, shares=GLUE_SHARES)
+        text, glues = target.separate_glue(text, shares=GLUE_SHARES)
     here, there = (glues + [None])[:2] if glues else (None, None)
     if here is not None:
         light.add_glue(here)
@@ -161,14 +159,17 @@ def _compile_ir(ir_text: str, pool):
     from . import workers
     parts = workers.parts_for(ir_text, len(pool))
     if parts > 1:
-        from .codegen import SEGMENT
-        from .partition import split, KERNEL
-        # along segments when the module has them, else along its kernels
-        texts = split(ir_text, SEGMENT, parts) or split(ir_text, KERNEL, parts)
+        from .partition import split, KERNEL, glue_weight
+        # the glue (entries, segments, dispatchers) apart, for the fast code generator
+        # here; the rest along its kernels, this process's part lighter by the glue
+        rest, glues = target.separate_glue(ir_text)
+        glue = glues[0] if glues else None
+        texts = split(rest, KERNEL, parts, first_extra=glue_weight(glue))
         if texts is not None:
             big = target.is_big(ir_text)
-            objects = pool.compile(texts, lambda text: target.compile_objects(text, big=big),
-                                   big=big)
+            objects = pool.compile(
+                texts, lambda text: target.compile_objects(text, big=big), big=big,
+                also_here=(lambda: [target.compile_glue(glue)]) if glue else None)
             t = time.perf_counter()
             return pack([o for part in objects for o in part]), t, len(texts)
     return pack(target.compile_objects(ir_text, whole=True)), time.perf_counter(), 1

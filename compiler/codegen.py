@@ -24,6 +24,7 @@ from .irprint import module_text, module_texts
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then, memcpy
 from .memory import plan_memory, nbytes
 from .parallel import DISPATCH
+from .pyentry import PY_ENTRY
 
 ENTRY = "sg_entry"
 LOWERINGS: dict = {}
@@ -230,6 +231,7 @@ def lower_program(program, *, name="sg", light=None):
     entry_type = ir.FunctionType(I32, [PTR, PTR])
     fn = ir.Function(module, entry_type, name=ENTRY)
     fn.args[0].name, fn.args[1].name = "args", "dims"
+    _mark_glue(fn)
     ctx = LowerContext(module, None, program, plan, fn.args[0], None, symbols, None)
     ctx.scratch_arg = scratch_arg
     ctx.light = light
@@ -288,12 +290,21 @@ def lower_program(program, *, name="sg", light=None):
 # parts, in parallel (compiler/partition.py), and the entry of a 10,000-op graph is
 # not one function of thousands of lines.
 SEGMENT = "sg.seg"
-# what partition.separate_glue takes out of a big module: the segments and the
-# parallel dispatchers (optnone, for the fast code generator)
+# what partition.separate_glue takes out of a module for the fast code generator:
+# the segments, the parallel dispatchers and the entry points (all optnone)
 GLUE = (SEGMENT, DISPATCH)
 SEGMENT_STEPS = 32
 SEGMENTED_FROM = 64
 MIN_SEGMENTS = 8
+
+
+def _mark_glue(fn) -> None:
+    """An entry point is straight-line code around kernel calls, run once per call:
+    the O3 pipeline and code generator took 20 ms on an MLP step's three (of about
+    200 ms of LLVM) to save nanoseconds per call; they go to the fast code generator
+    (partition.separate_glue)."""
+    fn.attributes.add("noinline")
+    fn.attributes.add("optnone")
 
 
 def segments(steps) -> list:
@@ -333,6 +344,7 @@ def _lower_steps(ctx, steps) -> None:
 
 
 ARRAY_ENTRY = "sg_call_arrays"
+GLUE_ENTRIES = (ENTRY, ARRAY_ENTRY, PY_ENTRY)   # glue too (_mark_glue)
 ARRAY_DATA_OFFSET = 16  # offsetof(PyArrayObject, data) in CPython's numpy
 
 
@@ -342,6 +354,7 @@ def _emit_object_entry(module, entry, n_arrays, n_consts, n_outputs):
     the ndarrays as they are; the runtime uses it only after checking the offset."""
     n = n_arrays + n_outputs
     fn = ir.Function(module, ir.FunctionType(I32, [PTR] * (n + 3)), name=ARRAY_ENTRY)
+    _mark_glue(fn)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     table = b.alloca(ir.ArrayType(PTR, n_arrays + n_consts + n_outputs + 1), name="args")
     consts, scratch, dims = fn.args[n:]

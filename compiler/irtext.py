@@ -195,6 +195,8 @@ def _binop(opname: str):
 
 def _cast(opname: str):
     def method(self, value, typ, name=""):
+        if value.type is typ or value.type == typ:
+            return value               # as llvmlite's builder: no cast to the same type
         return self._value(typ, f"{opname} {_operand(value)} to {typ} ", name)
     method.__name__ = opname
     return method

@@ -114,8 +114,8 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     fn.args[n_ptr].name, fn.args[n_ptr + 1].name = "lo", "hi"
     for j, e in enumerate(fn.args[n_ptr + 2:]):
         e.name = f"n{j}"
-    if lanes and writes_text():
-        b, args = irtext.define(fn, outliner)      # written as text: see irtext.py
+    if writes_text():
+        b, args = irtext.define(fn, outliner if lanes else None)   # see irtext.py
     else:
         b, args = ir.IRBuilder(fn.append_basic_block("entry")), fn.args
     lo, hi = args[n_ptr], args[n_ptr + 1]

@@ -127,6 +127,15 @@ def _weight(mod: Module, names) -> int:
 
 
 LOOP_WEIGHT = 100
+# the fast code generator's cost of a line of glue, in _weight's units (lines of
+# optimized IR): measured on an MLP step, its glue (1,100 lines) took 29 ms fast,
+# its kernels (weight 4,000) 160 ms at O3
+GLUE_LINE_WEIGHT = 0.25
+
+
+def glue_weight(glue_text) -> int:
+    """_weight's estimate of compiling a glue module (separate_glue) apart."""
+    return int(GLUE_LINE_WEIGHT * glue_text.count("\n")) if glue_text else 0
 # The units of a module without segments: its kernels and their parallel dispatchers
 # (compiler/parallel.py), by the prefixes of their names.
 KERNEL = ("k", "par")
@@ -143,14 +152,15 @@ def count_loops(text: str) -> int:
     return text.count(".cond:\n")
 
 
-def plan(mod: Module, units: list, parts: int) -> list:
+def plan(mod: Module, units: list, parts: int, *, first_extra: int = 0) -> list:
     """Contiguous runs of ``units`` (segment or kernel names), one per part, of about
     equal cost (_weight of the functions each run reaches, a function shared by units
-    of one run counted once); the first part also carries everything else, and its run
-    may be empty."""
+    of one run counted once); the first part also carries everything else (and
+    ``first_extra``), and its run may be empty."""
     unit_set = set(units)
     roots = [n for n in mod.functions if n not in unit_set and not mod.functions[n].internal]
-    base = _weight(mod, _closure(mod, [r for r in roots if not _is_vector_math(r)], unit_set))
+    base = first_extra + _weight(
+        mod, _closure(mod, [r for r in roots if not _is_vector_math(r)], unit_set))
     seen: set = set()
     steps = []     # cost each unit adds to a run holding the units before it
     for u in units:
@@ -179,10 +189,11 @@ def _is_vector_math(name: str) -> bool:
     return name.startswith(PREFIX + ".")
 
 
-def split(text: str, unit_prefix, parts: int):
+def split(text: str, unit_prefix, parts: int, *, first_extra: int = 0):
     """The module texts of ``parts`` parts (fewer when there are few units), or None
     when the module cannot be split (see the module docstring). The units are the
-    functions named ``<unit_prefix>.<...>`` (one prefix or a tuple of them)."""
+    functions named ``<unit_prefix>.<...>`` (one prefix or a tuple of them);
+    ``first_extra``: weight (_weight) of other work the first part's process has."""
     prefixes = (unit_prefix,) if isinstance(unit_prefix, str) else tuple(unit_prefix)
     if parts < 2 or not _names_unit(text, prefixes):
         return None        # no unit named at all: not worth parsing (4 ms on an MLP step)
@@ -190,7 +201,7 @@ def split(text: str, unit_prefix, parts: int):
     units = [n for n in mod.functions if n.startswith(tuple(p + "." for p in prefixes))]
     if len(units) < 2:
         return None
-    runs = plan(mod, units, min(parts, len(units)))
+    runs = plan(mod, units, min(parts, len(units)), first_extra=first_extra)
     if len(runs) < 2:
         return None
     unit_part = {u: k for k, run in enumerate(runs) for u in run}
@@ -283,14 +294,14 @@ def separate(text: str, light_attribute: str, *, inline_math: bool = True):
             _assemble(mod, glob, [], bodies))
 
 
-def separate_glue(text: str, prefix, *, shares=(1,)):
-    """(main, glue): a big module's text without its ``optnone`` functions named
+def separate_glue(text: str, prefix, *, names=(), shares=(1,)):
+    """(main, glue): a module's text without its ``optnone`` functions named
     ``<prefix>.<...>`` (one prefix or a tuple of them: the segments, straight-line glue
-    around kernel calls, and the parallel dispatchers), which it
-    declares instead, and the texts of modules of those alone (one per share, of
-    about those proportions, fewer when there are fewer functions), for LLVM's fast code
-    generator; glue is None when there are none (or they use a variable that cannot be
-    shared).
+    around kernel calls, and the parallel dispatchers) or one of ``names`` (the entry
+    points), which it declares where used, and the texts of modules of those alone
+    (one per share, of about those proportions, fewer when there are fewer
+    functions), for LLVM's fast code generator; glue is None when there are none (or
+    they use a variable that cannot be shared).
 
     Why: ``optnone`` spares them the IR passes, not the O3 code generator's greedy
     register allocator, which took 0.54 of 0.81 s on the main module of a 10,000-op
@@ -298,12 +309,13 @@ def separate_glue(text: str, prefix, *, shares=(1,)):
     nothing is copied: what the glue calls (kernels, dispatchers) stays in main, made
     ``hidden`` there, and the glue declares it."""
     prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
-    if not _names_unit(text, prefixes):
+    if "optnone" not in text or not (_names_unit(text, prefixes)
+                                     or any(f'@"{n}"' in text for n in names)):
         return text, None
     mod = parse(text)
     starts = tuple(p + "." for p in prefixes)
     glue = [n for n, f in mod.functions.items()
-            if n.startswith(starts) and "optnone" in f.lines[0]]
+            if (n.startswith(starts) or n in names) and "optnone" in f.lines[0]]
     if not glue:
         return text, None
     glue_set = set(glue)
@@ -311,12 +323,13 @@ def separate_glue(text: str, prefix, *, shares=(1,)):
     called = {n for n in used if n in mod.functions and n not in glue_set}
     if _borrowed_globals(mod, used) is None:
         return text, None
-    rest = []
+    rest, rest_refs = [], set()
     for n, f in mod.functions.items():
         if n not in glue_set:
             rest.extend(as_hidden(f.lines) if n in called else f.lines)
+            rest_refs |= f.refs
     return (_assemble(mod, list(mod.globals.values()),
-                      [_declaration(mod.functions[n]) for n in glue], rest),
+                      [_declaration(mod.functions[n]) for n in glue if n in rest_refs], rest),
             [_glue_text(mod, run, glue_set) for run in _runs(mod, glue, shares)])
 
 
@@ -416,7 +429,9 @@ def _external_global(line: str):
 
 
 def _declaration(f: Function) -> str:
-    """``declare hidden`` for a function defined in another part."""
+    """The declaration of a function defined in another part: ``hidden`` unless it is
+    defined with default visibility there (an entry point: were one object to say
+    hidden, the linker would hide it from the shared library)."""
     head = f.lines[0]
     start = head.index("(")
     depth, end = 0, start
@@ -426,9 +441,10 @@ def _declaration(f: Function) -> str:
             break
     params = [re.sub(r'\s+%("[^"]*"|[-\w.$]+)$', "", p.strip())
               for p in _split_params(head[start + 1:end])]
-    ret = [w for w in head[len("define"):head.index("@")].split()
-           if w not in ("internal", "private", "hidden")]
-    return f'declare hidden {" ".join(ret)} @"{f.name}"({", ".join(params)})'
+    words = head[len("define"):head.index("@")].split()
+    ret = [w for w in words if w not in ("internal", "private", "hidden")]
+    hidden = "hidden " if f.internal or "hidden" in words else ""
+    return f'declare {hidden}{" ".join(ret)} @"{f.name}"({", ".join(params)})'
 
 
 def _split_params(text: str) -> list:

@@ -70,20 +70,26 @@ def is_big(ir_text: str) -> bool:
 
 def _separated(ir_text: str, big: bool | None, *, glue_apart: bool = False):
     """(main text, light text or None, big, glue text or None) of a module's text
-    (partition.separate, and with ``glue_apart`` separate_glue for a big one; ``big``
-    None: from its count of functions). Only a whole module may have its glue apart:
-    what the glue calls becomes visible to the linker, and the parts of a split module
-    each have their own copy of it (partition.split)."""
-    from .partition import separate, separate_glue
+    (partition.separate, and with ``glue_apart`` separate_glue; ``big`` None: from its
+    count of functions). Only a whole module may have its glue apart: what the glue
+    calls becomes visible to the linker, and the parts of a split module each have
+    their own copy of it (partition.split)."""
+    from .partition import separate
     from .vector_kernels import LIGHT_ATTRIBUTE
     big = is_big(ir_text) if big is None else big
     main, light = separate(ir_text, LIGHT_ATTRIBUTE, inline_math=not big)
     glue = None
-    if big and glue_apart:
-        from .codegen import GLUE
-        main, glues = separate_glue(main, GLUE)
+    if glue_apart:
+        main, glues = separate_glue(main)
         glue = glues[0] if glues else None
     return main, light, big, glue
+
+
+def separate_glue(ir_text: str, *, shares=(1,)):
+    """partition.separate_glue of the module's glue: segments, dispatchers, entries."""
+    from .codegen import GLUE, GLUE_ENTRIES
+    from .partition import separate_glue as separate
+    return separate(ir_text, GLUE, names=GLUE_ENTRIES, shares=shares)
 
 
 def parse_and_optimize(ir_text: str, *, opt: int = 3, big: bool | None = None):

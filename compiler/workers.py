@@ -177,11 +177,13 @@ class Pool:
         self.workers[0].submit(1, text, dict(_request(big), whole=whole), glue)
         return self.workers[0]
 
-    def compile(self, parts: list, compile_here, *, big: bool) -> list:
+    def compile(self, parts: list, compile_here, *, big: bool, also_here=None) -> list:
         """The objects of each of ``parts`` (IR texts, at most one more than the
         workers; a list of objects per part): the first compiled by
         ``compile_here(text)`` in this process while workers compile the others; a part
-        whose worker fails is compiled here too."""
+        whose worker fails is compiled here too. ``also_here()``: more objects made in
+        this process after the first part, before the workers are waited for (one
+        more list at the end)."""
         request = _request(big)
         used = self.workers[:len(parts) - 1]
         for k, (w, text) in enumerate(zip(used, parts[1:]), 1):
@@ -190,10 +192,11 @@ class Pool:
             w.stop()                       # started for nothing: the module came out small
         try:
             objects = [compile_here(parts[0])]
+            extra = also_here() if also_here is not None else None
             for w in used:
                 obj = w.result()
                 objects.append(obj if obj is not None else compile_here(parts[w.index]))
-            return objects
+            return objects + ([extra] if extra is not None else [])
         finally:
             self.close()
 

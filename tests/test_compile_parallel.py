@@ -313,3 +313,38 @@ def test_glue_in_two_parts_each_defines_its_segments_once():
         assert 'declare hidden void @"k.add.0"' in glue
         target.llvm().parse_assembly(glue).verify()
     assert len(partition.separate_glue(module, "sg.seg", shares=(1, 1, 1))[1]) == 2
+
+
+def test_entry_points_go_with_the_glue_and_stay_exported():
+    """An entry point named as glue (codegen.GLUE_ENTRIES) leaves the main module with
+    the segments; it keeps default visibility, and a declaration of it elsewhere is
+    not ``hidden`` (the linker would hide it from the shared library); main declares
+    only the glue it calls."""
+    module = GLUE_MODULE.replace('define i32 @"sg_entry"(i8* %"a", i8* %"d")',
+                                 'define i32 @"sg_entry"(i8* %"a", i8* %"d") noinline optnone')
+    main, glues = partition.separate_glue(module, "sg.seg", names=("sg_entry",),
+                                          shares=(1, 1))
+    assert "sg_entry" not in main and "sg.seg.0" not in main
+    assert 'define hidden void @"k.add.0"' in main
+    first, second = glues
+    assert 'define hidden i32 @"sg.seg.0"' in first
+    assert 'define i32 @"sg_entry"' in second and 'declare hidden i32 @"sg.seg.0"' in second
+    from symgraph.compiler import target
+    for text in (main, *glues):
+        target.llvm().parse_assembly(text).verify()
+    # a caller of the entry elsewhere declares it with default visibility
+    caller = module + ('define i32 @"k.call.0"(i8* %"a")\n{\nentry:\n'
+                       '  %"c" = call i32 @"sg_entry"(i8* %"a", i8* %"a")\n  ret i32 %"c"\n}\n')
+    main, _ = partition.separate_glue(caller, "sg.seg", names=("sg_entry",))
+    assert 'declare i32 @"sg_entry"(i8*, i8*)' in main
+
+
+def test_a_small_module_in_parts_compiles_its_glue_apart(split_small):
+    """Entries and dispatchers leave the parts (none defines one) and go to the fast
+    code generator here: one more object than parts, and the same values."""
+    from symgraph.runtime.objects import unpack
+    f = _assert_native_matches_reference("float32", 7)
+    assert f.artifact.parts == 2
+    ir_text = f.artifact.ir
+    assert 'define i32 @"sg_entry"(i8* %"args", i8* %"dims") noinline optnone' in ir_text
+    assert len(unpack(f.artifact.object_code)) >= 3
