@@ -6,6 +6,7 @@ be loaded and run without the graph that produced it.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 from symgraph import dims as D
@@ -30,6 +31,7 @@ class Artifact:
         self.plan = plan
         self.library = library              # the object linked as a shared library (link.py)
         self.parts = 0                      # modules LLVM compiled it in (0: not compiled here)
+        self.early_kernels = 0              # kernels compiled during lowering (early_part.py)
 
     @property
     def optimized_ir(self) -> str:
@@ -55,19 +57,26 @@ def _argspecs(program):
     return out
 
 
-def build(program, *, keep_ir: bool = True) -> Artifact:
+def build(program, *, keep_ir: bool = True, pool=None) -> Artifact:
+    """``pool``: workers.Pool started for this compile (cache.compile_function starts
+    it before the rewrites), else one is started here."""
     # Imported here: the code generator is large, and loading a cached artifact
     # (which imports this module for Artifact) never needs it.
     from .codegen import compile_program, ENTRY, ARRAY_ENTRY, ARRAY_DATA_OFFSET
     from . import workers
     t0 = time.perf_counter()
-    with workers.Pool(workers.expected_parts(program)) as pool:
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(workers.Pool(workers.expected_parts(program)))
         light = _light_stream(pool)
+        early = _early_part(pool)
         try:
-            ir_text, layout = compile_program(program, light=light)
+            ir_text, layout = compile_program(program, light=light, early=early)
             t1 = time.perf_counter()
             if light is not None and light.main_text is not None:
                 obj, t2, parts = _compile_streamed(light, pool)
+            elif early is not None and early.rest_text is not None:
+                obj, t2, parts = _compile_with_early(early, pool)
             else:
                 obj, t2, parts = _compile_ir(ir_text, pool)
         finally:
@@ -104,6 +113,7 @@ def build(program, *, keep_ir: bool = True) -> Artifact:
                    {"lower": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2},
                    layout["plan"])
     art.parts = parts
+    art.early_kernels = len(early.shipped) if early is not None else 0
     art.shared_ids = layout["shared"]
     art.constant_ids = layout["constants"]
     return art
@@ -118,6 +128,17 @@ def _light_stream(pool):
         return None
     from .light_stream import LightStream
     return LightStream()
+
+
+def _early_part(pool):
+    """An EarlyPart for the first kernels of a small module, when a worker can compile
+    them during lowering and the printer can leave them out of the rest's text
+    (irprint.module_texts); else None."""
+    from .kernels import writes_text
+    if not len(pool) or not writes_text():
+        return None
+    from .early_part import EarlyPart
+    return EarlyPart(pool)
 
 
 # the glue of a streamed module: the stream's thread takes the first share (it has
@@ -156,6 +177,23 @@ def _compile_ir(ir_text: str, pool):
     "optimize" then times the split and the whole parallel compile), else in one piece
     here. The parts' objects are bundled (runtime/objects.py): loaders link them."""
     from symgraph.runtime.objects import pack
+    objects, parts = _objects(ir_text, pool)
+    return pack(objects), time.perf_counter(), parts
+
+
+def _compile_with_early(early, pool):
+    """_compile_ir of a module whose first kernels an EarlyPart's worker compiles: the
+    rest's glue goes to that worker too, the rest's kernels are compiled here."""
+    from symgraph.runtime.objects import pack
+    rest, glues = target.separate_glue(early.rest_text)
+    early.send_glue(glues[0] if glues else None)
+    objects, parts = _objects(rest, pool)
+    objects = objects + early.result()
+    return pack(objects), time.perf_counter(), parts + 1
+
+
+def _objects(ir_text: str, pool):
+    """(objects, parts) of _compile_ir."""
     from . import workers
     parts = workers.parts_for(ir_text, len(pool))
     if parts > 1:
@@ -170,9 +208,8 @@ def _compile_ir(ir_text: str, pool):
             objects = pool.compile(
                 texts, lambda text: target.compile_objects(text, big=big), big=big,
                 also_here=(lambda: [target.compile_glue(glue)]) if glue else None)
-            t = time.perf_counter()
-            return pack([o for part in objects for o in part]), t, len(texts)
-    return pack(target.compile_objects(ir_text, whole=True)), time.perf_counter(), 1
+            return [o for part in objects for o in part], len(texts)
+    return target.compile_objects(ir_text, whole=True), 1
 
 
 def constant_values(program, artifact) -> list:

@@ -197,9 +197,12 @@ def compile_function(program, options_tag: str, optimize):
     stats["misses"] += 1
     # the collector paused for the whole compile, not only in its phases: each pause's
     # end made it walk everything the pause had made (a 10,000-op graph: 0.2-0.3 s)
-    with paused_gc():
+    # LLVM workers start now: their start-up (loading LLVM, about 0.1 s) overlaps the
+    # rewrites as well as the lowering
+    from . import workers
+    with paused_gc(), workers.Pool(workers.expected_parts(program)) as pool:
         optimized = optimize()
-        art = build(optimized)
+        art = build(optimized, pool=pool)
     data = _record_bindings(art, program, optimized, pos)
     _stamp(art.manifest, key)
     art.shared, art.constants = _bind(program, pos, art.manifest, data)

@@ -90,6 +90,7 @@ class LowerContext:
         self._in_prologue = False
         self.threads_symbol = None       # the module's thread-count word (parallel.py)
         self.light = None                # where text kernels of a big module go (build.py)
+        self.early = None                # the early part of a small one (early_part.py)
 
     def begin_function(self, fn, *, text: bool = False) -> None:
         """Lower into ``fn`` (``i32 (ptr args, ptr dims)``: the entry or a segment of it)
@@ -179,23 +180,26 @@ class LowerContext:
         return f"{node['op'].name} (node %{nid}, created at {format_source(node['source'])})"
 
 
-def compile_program(program, *, name="sg", light=None):
+def compile_program(program, *, name="sg", light=None, early=None):
     """Lower ``program`` to an LLVM module; returns (module IR text, layout dict).
     ``light`` (a light_stream.LightStream): kernels in vector form of a big module go
     to it as they are written; the text it has left to compile is then
-    ``light.main_text``."""
+    ``light.main_text``. ``early`` (an early_part.EarlyPart): a small module's first
+    kernels go to it; the text left is then ``early.rest_text``."""
     with paused_gc():
-        module, layout = lower_program(program, name=name, light=light)
+        module, layout = lower_program(program, name=name, light=light, early=early)
         if light is not None and light.started:
             light.flush(last=True)
             text, light.main_text = module_texts(module, light.shipped)
+        elif early is not None and early.started:
+            text, early.rest_text = module_texts(module, early.shipped)
         else:
             text = module_text(module)
         release(module)
     return text, layout
 
 
-def lower_program(program, *, name="sg", light=None):
+def lower_program(program, *, name="sg", light=None, early=None):
     """``program`` as an llvmlite.ir Module; returns (module, layout dict)."""
     from . import lowerings  # noqa: F401  (fills the lowering table)
     program = _legalize(_materialize_leaf_updates(program))
@@ -235,6 +239,7 @@ def lower_program(program, *, name="sg", light=None):
     ctx = LowerContext(module, None, program, plan, fn.args[0], None, symbols, None)
     ctx.scratch_arg = scratch_arg
     ctx.light = light
+    ctx.early = early
     chunks = segments(plan.steps)
     if len(chunks) == 1:
         ctx.begin_function(fn)
@@ -337,10 +342,13 @@ TEXT_SEGMENT_LOWERINGS: set = set()
 
 def _lower_steps(ctx, steps) -> None:
     g = ctx.graph
+    early = ctx.early
     for nid in steps:
         lower = lowering_for(g.op(nid))
         if lower is not None:
             lower(ctx, nid)
+            if early is not None:
+                early.after_step(ctx, nid)
 
 
 ARRAY_ENTRY = "sg_call_arrays"

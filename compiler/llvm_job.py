@@ -5,15 +5,15 @@ script without importing symgraph, numpy or networkx; target.py runs the same
 functions in-process, so a part compiled by a worker is the code the process itself
 would have made.
 
-As a script it reads a request from stdin (one line of JSON: triple, cpu, features,
-opt, big, light_bytes, glue_bytes; then the IR text, ending with the light part of
-partition.separate (light_bytes) and the glue of partition.separate_glue
-(glue_bytes)), writes its objects to stdout (``frame``) and exits with 0;
-an error of LLVM's exits with 1 and its message on stderr.
+As a script it reads requests from stdin until it closes (each one line of JSON:
+triple, cpu, features, opt, big, text_bytes, light_bytes, glue_bytes; then the IR
+text (text_bytes), the light part of partition.separate (light_bytes) and the glue
+of partition.separate_glue (glue_bytes); a request may be glue alone), writes the
+objects of all of them to stdout (``frame``) and exits with 0; an error of LLVM's
+exits with 1 and its message on stderr.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 
@@ -143,6 +143,27 @@ def compile_helpers(binding, tm, text: str) -> bytes:
     return emit(binding, tm, mod)
 
 
+def request_line(request: dict) -> bytes:
+    """A request's head line: ``key=value`` words (no json: importing it was a tenth
+    of a worker's start-up before LLVM loads)."""
+    words = []
+    for key, value in request.items():
+        text = str(int(value) if isinstance(value, bool) else value)
+        if not text or any(c.isspace() or c == "=" for c in key + text):
+            raise ValueError(f"cannot send {key}={text!r} to an LLVM worker")
+        words.append(f"{key}={text}")
+    return (" ".join(words) + "\n").encode()
+
+
+def parse_request(line: bytes) -> dict:
+    """The dict of ``request_line``: numbers as ints, the rest as text."""
+    out = {}
+    for word in line.decode().split():
+        key, _, value = word.partition("=")
+        out[key] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
 def frame(objects: list) -> bytes:
     """A worker's objects on its stdout: each one's length (8 bytes, little-endian),
     then its bytes."""
@@ -200,30 +221,42 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 3
-    head = sys.stdin.buffer.readline()
-    if not head.strip():
-        return 0   # started for a part that never came
-    data = sys.stdin.buffer.read()
-    try:
-        request = json.loads(head)
-        glue_at = len(data) - request.get("glue_bytes", 0)
-        cut = glue_at - request.get("light_bytes", 0)
-        text, light = data[:cut].decode(), data[cut:glue_at].decode() or None
-        glue = data[glue_at:].decode() or None
-        where = (request["triple"], request["cpu"], request["features"])
-        tm = machine(binding, *where)
-    except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
-        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
-        return 3
-    try:
-        objects = compile_objects(binding, tm, lambda: machine(binding, *where, fast=True),
-                                  text, light, opt=request["opt"], big=request["big"],
-                                  glue=glue)
-    except Exception as exc:  # noqa: BLE001  reported by the parent
-        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
-        return 1
-    sys.stdout.buffer.write(frame(objects))
-    sys.stdout.buffer.flush()
+    objects, machines = [], {}
+    while True:
+        head = sys.stdin.buffer.readline()
+        if not head.strip():
+            break      # no (more) requests: a worker started for a part that never came
+        try:
+            request = parse_request(head)
+            sizes = [request["text_bytes"], request["light_bytes"], request["glue_bytes"]]
+            data = sys.stdin.buffer.read(sum(sizes))
+            if len(data) != sum(sizes):
+                raise ValueError("truncated request")
+            text = data[:sizes[0]].decode()
+            light = data[sizes[0]:sizes[0] + sizes[1]].decode() or None
+            glue = data[sizes[0] + sizes[1]:].decode() or None
+            where = (request["triple"], request["cpu"], request["features"])
+            if where not in machines:
+                machines[where] = machine(binding, *where)
+            tm = machines[where]
+        except Exception as exc:  # noqa: BLE001  the parent compiles the part itself
+            sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+            return 3
+        try:
+            def fast(where=where):
+                return machine(binding, *where, fast=True)
+            if text:
+                objects += compile_objects(binding, tm, fast, text, light,
+                                           opt=request["opt"], big=request["big"], glue=glue)
+            elif glue:      # glue alone (workers.Worker.send_last)
+                fast_tm = fast()
+                objects.append(emit(binding, fast_tm, parse(binding, fast_tm, glue)))
+        except Exception as exc:  # noqa: BLE001  reported by the parent
+            sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+            return 1
+    if objects:
+        sys.stdout.buffer.write(frame(objects))
+        sys.stdout.buffer.flush()
     return 0
 
 

@@ -16,8 +16,8 @@ signal is reported as an error.
 """
 from __future__ import annotations
 
-import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -74,15 +74,18 @@ class Worker:
         self.index = None
         self.output = self.error = None
         self.thread = None
+        self._last = None        # queue of the last request (submit(more=True))
+        self._request = None
         try:
             self.proc = subprocess.Popen(_command(), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except (OSError, ValueError):
             self.proc = None
 
-    def submit(self, index: int, text: str, request: dict, glue: str | None = None) -> None:
+    def submit(self, index: int, text: str, request: dict, glue: str | None = None, *,
+               more: bool = False) -> None:
         """Compile ``text`` (and ``glue``, glue already taken out of it: see
-        partition.separate_glue)."""
+        partition.separate_glue); ``more``: a last request follows (``send_last``)."""
         self.index = index
         if self.proc is None:
             return
@@ -90,15 +93,26 @@ class Worker:
         main, light, _, own_glue = _separated(text, request["big"],
                                               glue_apart=request.get("whole", False))
         glue = glue if glue is not None else own_glue
-        light, glue = (light or "").encode(), (glue or "").encode()
-        data = (json.dumps(dict(request, light_bytes=len(light), glue_bytes=len(glue))).encode()
-                + b"\n" + main.encode() + light + glue)
+        self._request = request
+        data = _request_bytes(request, main, light, glue)
+        if more:
+            self._last = queue.Queue()
         self.thread = threading.Thread(target=self._talk, args=(data,), daemon=True,
                                        name=f"symgraph-llvm-worker-{index}")
         self.thread.start()
 
+    def send_last(self, glue: str | None) -> None:
+        """After ``submit(more=True)``: ``glue`` too (a module of glue alone, for the
+        fast code generator), or nothing more; the worker's input then closes."""
+        if self._last is not None:
+            self._last.put(_request_bytes(self._request, "", None, glue) if glue else b"")
+
     def _talk(self, data: bytes) -> None:
         try:
+            if self._last is not None:   # the first request now, the last when it comes
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+                data = self._last.get()
             self.output, self.error = self.proc.communicate(data)
         except (OSError, ValueError):
             self.output = None
@@ -127,6 +141,8 @@ class Worker:
         """Kill the process (if it still runs) and reap it: no zombie is left."""
         if self.proc is None:
             return
+        if self._last is not None:
+            self._last.put(b"")          # a talk waiting for a last request ends
         if self.proc.poll() is None:
             self.proc.kill()
         try:
@@ -136,12 +152,17 @@ class Worker:
 
 
 def _command() -> list:
-    """An interpreter running llvm_job.py with llvmlite importable, nothing else."""
+    """An interpreter running llvm_job.py with llvmlite importable, nothing else.
+
+    llvm_job is loaded as a module from its file, so its cached bytecode is used:
+    runpy compiled its source in every worker, and the worker's start-up (before
+    LLVM loads) took 48 ms instead of 20."""
     import llvmlite
     path = os.path.dirname(os.path.dirname(os.path.abspath(llvmlite.__file__)))
     job = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llvm_job.py")
-    boot = (f"import sys; sys.path.insert(0, {path!r}); import runpy; "
-            f"runpy.run_path({job!r}, run_name='__main__')")
+    boot = (f"import sys; sys.path.insert(0, {path!r}); import importlib.util as u; "
+            f"s = u.spec_from_file_location('symgraph_llvm_job', {job!r}); "
+            f"m = u.module_from_spec(s); s.loader.exec_module(m); sys.exit(m.main())")
     return [sys.executable, "-I", "-S", "-c", boot]
 
 
@@ -151,6 +172,15 @@ class Pool:
 
     def __init__(self, count: int):
         self.workers = [Worker() for _ in range(max(0, count - 1))]
+        self.taken: list = []
+
+    def take(self):
+        """The first worker, for a caller's own use (early_part.py): no longer one of
+        the pool's, still stopped on ``close``; None when there is none."""
+        if not self.workers:
+            return None
+        self.taken.append(self.workers.pop(0))
+        return self.taken[-1]
 
     def __len__(self) -> int:
         return len(self.workers)
@@ -162,7 +192,7 @@ class Pool:
         self.close()
 
     def close(self) -> None:
-        for w in self.workers:
+        for w in self.workers + self.taken:
             w.stop()
 
     def submit_one(self, text: str, *, big: bool, whole: bool = True,
@@ -198,7 +228,16 @@ class Pool:
                 objects.append(obj if obj is not None else compile_here(parts[w.index]))
             return objects + ([extra] if extra is not None else [])
         finally:
-            self.close()
+            for w in self.workers:         # not the taken ones: their owners wait on them
+                w.stop()
+
+
+def _request_bytes(request: dict, text: str, light: str | None, glue: str | None) -> bytes:
+    """One request on a worker's input (llvm_job.main)."""
+    text, light, glue = text.encode(), (light or "").encode(), (glue or "").encode()
+    head = dict(request, text_bytes=len(text), light_bytes=len(light), glue_bytes=len(glue))
+    from .llvm_job import request_line
+    return request_line(head) + text + light + glue
 
 
 def _request(big: bool) -> dict:

@@ -12,16 +12,19 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from symgraph.compiler import cache, codegen, link, partition, workers
+from symgraph.compiler import cache, codegen, early_part, link, partition, workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 needs_linker = pytest.mark.skipif(link.linker() is None, reason="no system linker (ld)")
 
 
-@pytest.fixture
-def split_kernels(monkeypatch, tmp_path):
-    """No segments (a small module), split along its kernels into two parts."""
+@pytest.fixture(params=["early", "after"])
+def split_kernels(request, monkeypatch, tmp_path):
+    """No segments (a small module), split along its kernels into two parts: its first
+    kernels to a worker during lowering (early_part.py), or the module split after."""
+    if request.param == "after":
+        monkeypatch.setattr(early_part, "SHARE", float("inf"))
     monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
     monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
     monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
