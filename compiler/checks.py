@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from . import irtext
 from .irutil import I32, I64, PTR, VOID, i64, if_then
 
 # Must equal runtime.native.ERROR_VALUES (compiler/ and runtime/ do not import each other).
@@ -56,7 +57,9 @@ def fail_with(ctx, pred, template: str, values=(), kind: str = "IndexError") -> 
 
 
 def _arg(ctx, v):
-    return v if isinstance(v, ir.Value) else ctx.dim(v)
+    """A register as it is (an llvmlite value, or one of a function written as text),
+    a Dim as its value."""
+    return v if isinstance(v, (ir.Value, irtext.Value)) else ctx.dim(v)
 
 
 class Kernel:

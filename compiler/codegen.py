@@ -95,7 +95,7 @@ class LowerContext:
     def begin_function(self, fn, *, text: bool = False) -> None:
         """Lower into ``fn`` (``i32 (ptr args, ptr dims)``: the entry or a segment of it)
         from now on: a fresh prologue, and no value of another function reused.
-        ``text``: its body written as text (irtext.py; see TEXT_SEGMENT_LOWERINGS)."""
+        ``text``: its body written as text (irtext.py; see _writes_glue_text)."""
         if text:
             b, args = irtext.define(fn)
             entry = b.block
@@ -242,7 +242,7 @@ def lower_program(program, *, name="sg", light=None, early=None):
     ctx.early = early
     chunks = segments(plan.steps)
     if len(chunks) == 1:
-        ctx.begin_function(fn)
+        ctx.begin_function(fn, text=_writes_glue_text())
         _lower_steps(ctx, chunks[0])
     else:
         segs = []
@@ -254,11 +254,11 @@ def lower_program(program, *, name="sg", light=None, early=None):
             # than a tenth of a 1,000-op graph's LLVM time, to save nanoseconds a call
             seg.attributes.add("optnone")
             seg.args[0].name, seg.args[1].name = "args", "dims"
-            ctx.begin_function(seg, text=_text_segment(g, steps))
+            ctx.begin_function(seg, text=_writes_glue_text())
             _lower_steps(ctx, steps)
             ctx.builder.ret(ir.Constant(I32, 0))
             segs.append(seg)
-        ctx.begin_function(fn)
+        ctx.begin_function(fn, text=_writes_glue_text())
         b = ctx.builder
         for seg in segs:  # a segment returns its error code: the entry returns it
             code = b.call(seg, list(fn.args), name="code")
@@ -320,24 +320,13 @@ def segments(steps) -> list:
     return [list(steps[k:k + size]) for k in range(0, len(steps), size)]
 
 
-def _text_segment(g, steps) -> bool:
-    """Whether a segment's glue is written as text (irtext.py): when kernels are, and
-    its steps are all lowered by a lowering known to use only what TextBuilder has
-    (TEXT_SEGMENT_LOWERINGS). In a 10,000-op graph, making and printing the glue as
-    llvmlite objects took about a tenth of the compile."""
+def _writes_glue_text() -> bool:
+    """Whether the entry and its segments are written as text (irtext.py): whenever
+    kernels are. Making and printing them as llvmlite objects took about a tenth of a
+    10,000-op graph's compile, and a sixth of an MLP step's lowering and printing;
+    every lowering writes the same text either way (tests/test_irprint.py)."""
     from .kernels import writes_text
-    if not writes_text():
-        return False
-    if not TEXT_SEGMENT_LOWERINGS:
-        from .lower_linalg import lower_matmul
-        from .lowerings import lower_loop
-        TEXT_SEGMENT_LOWERINGS.update({lower_loop, lower_matmul})
-    lowered = (lowering_for(g.op(n)) for n in steps)
-    return all(lower is None or lower in TEXT_SEGMENT_LOWERINGS for lower in lowered)
-
-
-# lowerings whose glue may be written as text (filled on first use)
-TEXT_SEGMENT_LOWERINGS: set = set()
+    return writes_text()
 
 
 def _lower_steps(ctx, steps) -> None:

@@ -145,10 +145,24 @@ def test_synthetic_graph_in_segments_prints_as_llvmlite():
         text = _assert_same_text(_function([x], out))
     assert "sg.seg.1" in text      # long enough for an entry in segments
     assert compile_program(_function([x], out).optimized)[0] == text
-    # its segments (loops and products only) were written as text, and compared above
+    # its segments and entry were written as text, and compared above
     module, _ = lower_program(_function([x], out).optimized)
     segs = [f for name, f in module.globals.items() if name.startswith("sg.seg.")]
     assert segs and all(text_function(f) is not None for f in segs)
+    assert text_function(module.globals["sg_entry"]) is not None
+
+
+def test_an_entry_without_segments_is_written_as_text_by_every_lowering():
+    """An MLP step's entry (matrix products, softmax, one-hot labels, a dim as a value,
+    the updates' copies) is text, byte for byte what llvmlite writes (compared in
+    _assert_same_text for the models and the op table)."""
+    with sg.Graph():
+        inputs, loss, updates = mlp_step()
+        fn = _function(inputs, loss, updates)
+    module, _ = lower_program(fn.optimized)
+    assert "sg.seg.0" not in module.globals
+    assert text_function(module.globals["sg_entry"]) is not None
+    _assert_same_text(fn)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
