@@ -352,9 +352,10 @@ def _emit_object_entry(module, entry, n_arrays, n_consts, n_outputs):
     n = n_arrays + n_outputs
     fn = ir.Function(module, ir.FunctionType(I32, [PTR] * (n + 3)), name=ARRAY_ENTRY)
     _mark_glue(fn)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    from .kernels import body_builder
+    b, params = body_builder(fn)
     table = b.alloca(ir.ArrayType(PTR, n_arrays + n_consts + n_outputs + 1), name="args")
-    consts, scratch, dims = fn.args[n:]
+    consts, scratch, dims = params[n:]
 
     def put(k, value):
         b.store(value, b.gep(table, [i64(0), i64(k)], inbounds=True))
@@ -364,12 +365,12 @@ def _emit_object_entry(module, entry, n_arrays, n_consts, n_outputs):
         return b.load(field)
 
     for k in range(n_arrays):
-        put(k, data_of(fn.args[k]))
+        put(k, data_of(params[k]))
     cptrs = b.bitcast(consts, PTR.as_pointer())
     for j in range(n_consts):
         put(n_arrays + j, b.load(b.gep(cptrs, [i64(j)], inbounds=True)))
     for j in range(n_outputs):
-        put(n_arrays + n_consts + j, data_of(fn.args[n_arrays + j]))
+        put(n_arrays + n_consts + j, data_of(params[n_arrays + j]))
     put(n_arrays + n_consts + n_outputs, scratch)
     b.ret(b.call(entry, [b.bitcast(table, PTR), dims]))
 

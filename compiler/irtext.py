@@ -73,6 +73,21 @@ class Phi(Value):
         return f"{self.ref} = phi {' '.join(self.flags)} {self.type} {incs} ".rstrip()
 
 
+class Alloca(Value):
+    """An alloca: its line is written with the function, so an ``align`` set after it
+    is made (as on llvmlite's AllocaInstr) is in it."""
+    __slots__ = ("allocated", "count", "align")
+
+    def __init__(self, type_, ref, allocated, count):
+        super().__init__(type_, ref)
+        self.allocated, self.count, self.align = allocated, count, None
+
+    def line(self) -> str:
+        count = f", {_operand(self.count)}" if self.count is not None else ""
+        align = f", align {self.align}" if self.align is not None else ""
+        return f"{self.ref} = alloca {self.allocated}{count}{align}"
+
+
 class Block:
     __slots__ = ("function", "name", "ref", "lines", "term")
     type = ty.LabelType()
@@ -81,7 +96,7 @@ class Block:
         self.function = function
         self.name = name
         self.ref = quoted("%", name)
-        self.lines: list = []        # text, or a Phi
+        self.lines: list = []        # text, or a Phi or Alloca
         self.term = None             # the terminator's text
 
     @property
@@ -176,13 +191,18 @@ def _pointer_to(t):
 
 
 def _ref(v) -> str:
-    return v.ref if type(v) in (Value, Phi, Block) else v.get_reference()
+    return v.ref if type(v) in (Value, Phi, Alloca, Block) else v.get_reference()
 
 
 def _operand(v) -> str:
-    if type(v) is Value or type(v) is Phi:
+    if type(v) is Value or type(v) is Phi or type(v) is Alloca:
         return f"{v.type} {v.ref}"
     return f"{v.type} {v.get_reference()}"
+
+
+def _label_suffix(label: str, suffix: str) -> str:
+    """The name llvmlite's if_then/if_else give a block after ``label``."""
+    return label[:25] + ".." + suffix if len(label) > 50 else label + suffix
 
 
 def _binop(opname: str):
@@ -190,6 +210,17 @@ def _binop(opname: str):
         op = " ".join([opname, *flags]) if flags else opname
         return self._value(lhs.type, f"{op} {lhs.type} {_ref(lhs)}, {_ref(rhs)}", name)
     method.__name__ = opname
+    return method
+
+
+def _with_overflow(opname: str):
+    """llvmlite's ``<op>_with_overflow``: a call of the intrinsic, a {value, i1} result."""
+    def method(self, lhs, rhs, name=""):
+        ty = lhs.type
+        fnty = ir.FunctionType(ir.LiteralStructType([ty, _I1]), [ty, ty])
+        fn = self.module.declare_intrinsic(f"llvm.{opname}.with.overflow", [ty], fnty)
+        return self.call(fn, [lhs, rhs], name=name)
+    method.__name__ = f"{opname}_with_overflow"
     return method
 
 
@@ -274,6 +305,9 @@ class TextBuilder:
     fadd, fsub, fmul = _binop("fadd"), _binop("fsub"), _binop("fmul")
     fdiv, frem = _binop("fdiv"), _binop("frem")
 
+    sadd_with_overflow, smul_with_overflow = _with_overflow("sadd"), _with_overflow("smul")
+    ssub_with_overflow = _with_overflow("ssub")
+
     def neg(self, value, name=""):
         return self.sub(ir.Constant(value.type, 0), value, name=name)
 
@@ -319,12 +353,17 @@ class TextBuilder:
     fptosi, fptoui = _cast("fptosi"), _cast("fptoui")
     sitofp, uitofp = _cast("sitofp"), _cast("uitofp")
     bitcast = _cast("bitcast")
+    ptrtoint, inttoptr = _cast("ptrtoint"), _cast("inttoptr")
 
     # -- memory -----------------------------------------------------------------------
     def alloca(self, typ, size=None, name=""):
-        if size is not None:
-            raise NotImplementedError("TextBuilder.alloca: a counted alloca")
-        return self._value(_pointer_to(typ), f"alloca {typ}", name)
+        if size is not None and not hasattr(size, "type"):
+            raise NotImplementedError("TextBuilder.alloca: a count that is not a value")
+        block = self._block
+        ref = block.function.fresh() if not name else self._register(name)
+        inst = Alloca(_pointer_to(typ), ref, typ, size)
+        block.lines.append(inst)
+        return inst
 
     def load(self, ptr, name="", align=None, typ=None):
         typ = typ if typ is not None else ptr.type.pointee
@@ -334,6 +373,16 @@ class TextBuilder:
     def store(self, value, ptr, align=None):
         al = f", align {align:d}" if align is not None else ""
         self._void(f"store {_operand(value)}, {_operand(ptr)}{al}")
+
+    def store_atomic(self, value, ptr, ordering, align):
+        self._void(f"store atomic {_operand(value)}, {_operand(ptr)} {ordering}, "
+                   f"align {align}")
+
+    def cmpxchg(self, ptr, cmp, val, ordering, failordering=None, name=""):
+        failordering = ordering if failordering is None else failordering
+        typ = ir.LiteralStructType([val.type, _I1])
+        return self._value(typ, f"cmpxchg {_operand(ptr)}, {cmp.type} {_ref(cmp)}, "
+                                f"{cmp.type} {_ref(val)} {ordering} {failordering} ", name)
 
     def gep(self, ptr, indices, inbounds=False, name="", source_etype=None):
         if source_etype is not None:
@@ -380,8 +429,14 @@ class TextBuilder:
 
     # -- calls and control flow ---------------------------------------------------------
     def call(self, fn, args, name=""):
-        self._block.function.callees[fn.name] = fn
-        fnty = fn.ftype if type(fn) is ir.Function else fn.function_type
+        if type(fn) is ir.Function:
+            self._block.function.callees[fn.name] = fn
+            fnty = fn.ftype
+        elif type(fn) is Value:             # a register holding a function's address
+            fnty = fn.type.pointee
+        else:
+            self._block.function.callees[fn.name] = fn
+            fnty = fn.function_type
         ret = fnty.return_type
         callee = f"{fnty if fnty.var_arg else ret} {fn.get_reference()}"
         cconv = f"{fn.calling_convention} " if getattr(fn, "calling_convention", "") else ""
@@ -395,6 +450,39 @@ class TextBuilder:
         phi = Phi(typ, self._register(name), list(flags))
         self._block.lines.append(phi)
         return phi
+
+    @contextmanager
+    def _branch_helper(self, enter: Block, leave: Block):
+        self.position_at_end(enter)
+        yield leave
+        if not self._block.is_terminated:
+            self.branch(leave)
+
+    @contextmanager
+    def if_then(self, pred, likely=None):
+        """llvmlite's IRBuilder.if_then, the same blocks and names."""
+        if likely is not None:
+            raise NotImplementedError("TextBuilder.if_then: branch weights")
+        name = self._block.name
+        then = self.append_basic_block(_label_suffix(name, ".if"))
+        end = self.append_basic_block(_label_suffix(name, ".endif"))
+        self.cbranch(pred, then, end)
+        with self._branch_helper(then, end):
+            yield end
+        self.position_at_end(end)
+
+    @contextmanager
+    def if_else(self, pred, likely=None):
+        """llvmlite's IRBuilder.if_else: yields the (then, otherwise) contexts."""
+        if likely is not None:
+            raise NotImplementedError("TextBuilder.if_else: branch weights")
+        name = self._block.name
+        then = self.append_basic_block(_label_suffix(name, ".if"))
+        otherwise = self.append_basic_block(_label_suffix(name, ".else"))
+        end = self.append_basic_block(_label_suffix(name, ".endif"))
+        self.cbranch(pred, then, otherwise)
+        yield self._branch_helper(then, end), self._branch_helper(otherwise, end)
+        self.position_at_end(end)
 
     def branch(self, target: Block) -> _Terminator:
         return self._terminate(f"br label {target.ref}")

@@ -34,6 +34,14 @@ def writes_text() -> bool:
     return TEXT_KERNELS and irprint.agrees_with_llvmlite()
 
 
+def body_builder(fn):
+    """(builder, arguments) for the body of ``fn``: written as text (irtext.py) when
+    kernels are, the same text llvmlite's builder writes; else llvmlite's builder."""
+    if writes_text():
+        return irtext.define(fn)
+    return ir.IRBuilder(fn.append_basic_block("entry")), fn.args
+
+
 @dataclass
 class KernelPlan:
     extents: list          # collapsed loop extents (Dims), outermost first

@@ -25,6 +25,7 @@ from llvmlite import ir
 
 from symgraph import dims as D
 from .irutil import I32, I64, PTR, VOID, i64, fold_range, for_range, load, store, typed_ptr
+from .kernels import body_builder
 
 # Work units (one cheap operation on one element: about 0.1 ns vectorized) below which
 # a kernel runs on the calling thread. A fork and join with sleeping threads costs about
@@ -113,10 +114,10 @@ def _dispatcher(ctx, kernel_type, n_ptrs, n_dims, reduced):
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     _glue(fn)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    kernel = b.bitcast(fn.args[0], kernel_type.as_pointer())
-    min_total = fn.args[1]
-    args = list(fn.args[2:])
+    b, params = body_builder(fn)
+    kernel = b.bitcast(params[0], kernel_type.as_pointer())
+    min_total = params[1]
+    args = list(params[2:])
     ptrs = args[:n_ptrs]
     total = args[n_ptrs]
     counts = dict(zip(reduced, args[n_ptrs + 1:n_ptrs + 1 + n_counts]))
@@ -136,7 +137,7 @@ def _dispatcher(ctx, kernel_type, n_ptrs, n_dims, reduced):
                         b.icmp_unsigned(">", threads, i64(1))))
     with b.if_else(big) as (then, otherwise):
         with then:
-            _parallel_call(ctx, b, fn.args[0], kernel_type, ptrs, dims, reduced, counts,
+            _parallel_call(ctx, b, params[0], kernel_type, ptrs, dims, reduced, counts,
                            threads)
         with otherwise:
             b.call(kernel, ptrs + [i64(0), dims[0]] + dims)
@@ -214,8 +215,8 @@ def _worker(ctx, kernel_type, n_ptrs, n_extents, reduced):
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     _glue(fn)
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    slots = b.bitcast(fn.args[0], PTR.as_pointer())
+    b, params = body_builder(fn)
+    slots = b.bitcast(params[0], PTR.as_pointer())
     n_slots = 1 + n_ptrs + n_extents + len(reduced)
     vals = [b.load(b.gep(slots, [i64(k)], inbounds=True)) for k in range(n_slots)]
     kernel = b.bitcast(vals[0], kernel_type.as_pointer())

@@ -21,6 +21,7 @@ from llvmlite import ir
 from symgraph import dims as D
 from .checks import ERROR_VALUES   # i64 slots after the dims where failing code leaves values
 from .irutil import I1, I32, I64, PTR, VOID, DimEmitter, floor_divmod, for_range, i64, if_then
+from .kernels import body_builder
 
 PY_ENTRY = "sg_pycall"
 ALIGN = 64                # scratch alignment, as the runtime's ctypes path
@@ -179,7 +180,8 @@ class _Emitter:
         # compile time on it (100+ ms for an MLP step) than they save per call (ns).
         fn.attributes.add("optnone")
         fn.attributes.add("noinline")
-        b = self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        b, self.params = body_builder(fn)
+        self.b = b
         self.held = self._array(_P, self.n_sh + self.n_out, "held", ir.Constant(_P, None))
         n_dims = len(spec["symbols"]) + ERROR_VALUES
         self.dims = self._array(I64, n_dims, "dims", i64(0))
@@ -189,10 +191,10 @@ class _Emitter:
         self.errargs = self._array(_P, 1 + ERROR_VALUES, "errargs")
         self.input_bytes = self._array(I64, self.n_in, "input_bytes")
         self.raised = b.alloca(_P, name="raised")
-        ctx = b.call(self.api["PyCapsule_GetPointer"], [fn.args[0], ir.Constant(_P, None)])
+        ctx = b.call(self.api["PyCapsule_GetPointer"], [self.params[0], ir.Constant(_P, None)])
         self.ctx = b.bitcast(ctx, I64.as_pointer(), name="ctx")
-        self.fallback_block = fn.append_basic_block("fallback")
-        self.error_block = fn.append_basic_block("error")
+        self.fallback_block = b.append_basic_block("fallback")
+        self.error_block = b.append_basic_block("error")
         self.dim = CheckedDims(b, self.elem(self.dims, 0),
                                {s: k for k, s in enumerate(spec["symbols"])})
         self.bound: dict = {}
@@ -221,7 +223,7 @@ class _Emitter:
 
     def require(self, pred, otherwise=None):
         """Continue when ``pred`` (i1) holds, else go to ``otherwise`` (the fallback)."""
-        ok = self.fn.append_basic_block("ok")
+        ok = self.b.append_basic_block("ok")
         self.b.cbranch(pred, ok, otherwise or self.fallback_block)
         self.b.position_at_end(ok)
 
@@ -235,9 +237,9 @@ class _Emitter:
     # -- the entry -----------------------------------------------------------------------
     def emit(self):
         b, spec = self.b, self.spec
-        self.require(b.icmp_signed("==", self.fn.args[2], i64(self.n_in)))
+        self.require(b.icmp_signed("==", self.params[2], i64(self.n_in)))
         for k, (dtype, shape) in enumerate(spec["inputs"]):
-            obj = b.load(b.gep(self.fn.args[1], [i64(k)], inbounds=True), name=f"in{k}")
+            obj = b.load(b.gep(self.params[1], [i64(k)], inbounds=True), name=f"in{k}")
             data, count = self.check_array(obj, self.ctx_ptr("input_descr", k), shape,
                                            C_CONTIGUOUS | ALIGNED)
             b.store(data, self.elem(self.table, k))
@@ -393,7 +395,7 @@ class _Emitter:
         block = b.phi(_P, name="block")
         block.add_incoming(cached, cached_from)
         block.add_incoming(fresh, fresh_from)
-        no_memory = self.fn.append_basic_block("no_memory")
+        no_memory = self.b.append_basic_block("no_memory")
         self.require(_nonzero(b, block), no_memory)
         addr = b.ptrtoint(block, I64)
         aligned = b.and_(b.add(addr, i64(ALIGN - 1)), i64(-ALIGN))
@@ -403,7 +405,7 @@ class _Emitter:
         self.call("PyEval_RestoreThread", state)
         self.release_scratch(won, block)
         self.drop_held(0, self.n_sh)
-        failed = self.fn.append_basic_block("failed")
+        failed = self.b.append_basic_block("failed")
         self.require(b.icmp_signed("==", rc, ir.Constant(I32, 0)), failed)
         self.return_outputs()
         b.position_at_end(no_memory)
@@ -435,7 +437,7 @@ class _Emitter:
         outs = [b.load(self.elem(self.held, self.n_sh + j)) for j in range(self.n_out)]
         single = b.icmp_signed("!=", b.load(self.ctx_slot("single")), i64(0))
         if self.n_out == 1:
-            as_list = self.fn.append_basic_block("as_list")
+            as_list = self.b.append_basic_block("as_list")
             with if_then(b, single, name="single"):
                 b.ret(outs[0])
             b.branch(as_list)
@@ -476,7 +478,7 @@ class _Emitter:
         b.position_at_end(self.fallback_block)
         self.drop_held(0, self.n_sh + self.n_out)
         b.ret(self.call("PyObject_Vectorcall", self.ctx_ptr("fallback"),
-                        b.bitcast(self.fn.args[1], _P), self.fn.args[2], ir.Constant(_P, None)))
+                        b.bitcast(self.params[1], _P), self.params[2], ir.Constant(_P, None)))
         b.position_at_end(self.error_block)
         self.drop_held(0, self.n_sh + self.n_out)
         b.ret(ir.Constant(_P, None))

@@ -9,6 +9,7 @@ import symgraph as sg
 from symgraph.compiler import irprint, irtext, kernels
 from symgraph.compiler.codegen import lower_program
 from symgraph.compiler.irprint import module_text
+from symgraph.compiler.irutil import I32, I64, PTR
 
 F32, F64, I1, I8, I32, I64 = (ir.FloatType(), ir.DoubleType(), ir.IntType(1), ir.IntType(8),
                               ir.IntType(32), ir.IntType(64))
@@ -102,8 +103,11 @@ def test_void_calls_return_nothing_and_unsupported_forms_say_so():
     m = ir.Module(name="m")
     b, _ = irtext.define(ir.Function(m, ir.FunctionType(ir.VoidType(), []), name="g"))
     assert b.call(ir.Function(m, ir.FunctionType(ir.VoidType(), []), name="h"), []) is None
-    with pytest.raises(NotImplementedError, match="counted alloca"):
-        b.alloca(I32, size=ir.Constant(I32, 4))
+    with pytest.raises(NotImplementedError, match="not a value"):
+        b.alloca(I32, size=4)
+    with pytest.raises(NotImplementedError, match="branch weights"):
+        with b.if_then(ir.Constant(ir.IntType(1), 1), likely=True):
+            pass
     with pytest.raises(NotImplementedError, match="source type"):
         b.gep(b.alloca(I32), [ir.Constant(I32, 0)], source_etype=I32)
 
@@ -116,13 +120,18 @@ def _vector_program():
     return f.optimized
 
 
-def test_vector_kernels_are_written_as_text():
+def test_vector_kernels_and_glue_are_written_as_text():
     module, _ = lower_program(_vector_program())
-    written = [f for f in module.functions if irtext.text_function(f) is not None]
-    assert written and all('"sg-light"' in str(f.attributes) or f.name.startswith("vbody.")
-                           for f in written)
-    assert all(f"define internal void @\"{f.name}\"" in module_text(module)
-               for f in written if not f.name.startswith("vbody."))
+    written = {f.name: f for f in module.functions if irtext.text_function(f) is not None}
+    kernels_ = [f for n, f in written.items() if n.startswith("k.")]
+    assert kernels_ and all('"sg-light"' in str(f.attributes) for f in kernels_)
+    text = module_text(module)
+    assert all(f"define internal void @\"{f.name}\"" in text for f in kernels_)
+    # the entry points and the dispatchers too; only vector math is left to llvmlite
+    assert {"sg_entry", "sg_pycall"} <= set(written)
+    assert all(n in written for n in module.globals if n.startswith("par."))
+    left = [f.name for f in module.functions if f.blocks and f.name not in written]
+    assert all(n.startswith(("sg.vm.", "sg.gemm", "sg_call_arrays")) for n in left), left
 
 
 def test_an_untrusted_printer_gets_kernels_made_by_llvmlite(monkeypatch):
@@ -133,3 +142,41 @@ def test_an_untrusted_printer_gets_kernels_made_by_llvmlite(monkeypatch):
     module, _ = lower_program(_vector_program())
     assert not [f for f in module.functions if irtext.text_function(f) is not None]
     assert module_text(module) == str(module)
+
+
+def test_glue_instructions_print_as_llvmlite():
+    """What the dispatchers and the Python entry use besides the kernels' instructions:
+    counted allocas aligned after the fact, if/else blocks (llvmlite's names, long
+    labels cut), atomics, overflow intrinsics, pointer casts, calls through a pointer."""
+    def build(b, args, m):
+        n = b.ptrtoint(args[0], I64)
+        a = b.alloca(ir.IntType(8), size=n, name="buf")
+        a.align = 64
+        with b.if_else(b.icmp_signed(">", n, ir.Constant(I64, 0))) as (then, otherwise):
+            with then:
+                b.store_atomic(ir.Constant(I64, 0), b.bitcast(a, I64.as_pointer()), "release", 8)
+            with otherwise:
+                pair = b.cmpxchg(b.bitcast(a, I64.as_pointer()), ir.Constant(I64, 0),
+                                 ir.Constant(I64, 1), "acquire", "monotonic")
+                b.extract_value(pair, 1)
+        with b.if_then(b.icmp_signed("==", n, ir.Constant(I64, 3))):
+            b.smul_with_overflow(n, n)
+        blk = b.append_basic_block("x" * 60)
+        b.branch(blk)
+        b.position_at_end(blk)
+        with b.if_then(b.icmp_signed("==", n, ir.Constant(I64, 4))):
+            b.sadd_with_overflow(n, n)
+        target = b.inttoptr(n, ir.FunctionType(ir.VoidType(), [PTR]).as_pointer())
+        b.call(target, [args[0]])
+        b.ret_void()
+
+    def module(text: bool):
+        m = ir.Module(name="glue")
+        fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR]), name="g")
+        if text:
+            b, args = irtext.define(fn)
+        else:
+            b, args = ir.IRBuilder(fn.append_basic_block("entry")), fn.args
+        build(b, args, m)
+        return irprint.module_text(m) if text else str(m)
+    assert module(True) == module(False)
