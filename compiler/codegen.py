@@ -227,7 +227,7 @@ def lower_program(program, *, name="sg", light=None, early=None):
     from .horizontal import sibling_groups
     plan = plan_memory(program, arg_index, lambda op: type(op) in VIEW_OPS,
                        lambda nid: _temp_size(g, nid), can_overwrite=_elementwise_kernel,
-                       groups=sibling_groups(program))
+                       groups=sibling_groups(program), may_fail=_may_fail)
     symbols = sorted({s for nid in order for d in g.type(nid).shape for s in D.symbols(d)}
                      | {s for nid in inputs for d in g.type(nid).shape for s in D.symbols(d)})
 
@@ -268,7 +268,7 @@ def lower_program(program, *, name="sg", light=None, early=None):
     for k, nid in plan.output_copies:
         _copy(ctx, ctx.buffer(nid), ctx.arg(arg_index[("out", k)]), nbytes(g.type(nid)))
     for s, v in program.updates:
-        if v != s:
+        if v != s and plan.home[v] != plan.home[s]:   # else computed in place
             _copy(ctx, ctx.buffer(v), ctx.buffer(s), nbytes(g.type(s)))
     b.ret(ir.Constant(I32, 0))
     _emit_object_entry(module, fn, n_leaf - len(consts), len(consts), len(program.outputs))
@@ -397,6 +397,17 @@ def _materialize_leaf_updates(program):
         new.append((s, v))
     program.updates = new
     return program
+
+
+def _may_fail(op) -> bool:
+    """Whether a step of ``op`` may return an error code (an index out of range, a max
+    of an empty axis, ...): anything but elementwise kernels, sums and products,
+    matrix products and views."""
+    from symgraph.ops.linalg import MatMul
+    from symgraph.ops import reductions as R
+    if isinstance(op, Fused):
+        return op.reduce not in (None, "sum", "prod")
+    return not isinstance(op, (Elementwise, MatMul, R.Sum, R.Prod)) and type(op) not in VIEW_OPS
 
 
 def _elementwise_kernel(op) -> bool:

@@ -63,7 +63,7 @@ def _aligned(size):
 
 
 def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
-                can_overwrite=None, groups=None) -> MemoryPlan:
+                can_overwrite=None, groups=None, may_fail=None) -> MemoryPlan:
     """``arg_index`` maps leaf and output nids to argument positions; ``is_view(op)`` says
     whether a node reuses its first input's buffer; ``temp_bytes(nid)`` (optional) is the
     size of the workspace a node needs while it runs (0 or None: none);
@@ -71,7 +71,9 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
     own shape that dies there (an elementwise kernel reads each element before writing
     it at the same index), which then computes in place. ``groups`` (nid -> tuple of
     nids, see horizontal.py) are nodes computed by one loop: they run as one step, with
-    all their outputs live at once and never in place."""
+    all their outputs live at once and never in place. ``may_fail(op)``: whether a step
+    may return an error (then no update before it goes straight into its shared
+    variable: see _updates_in_place)."""
     g = program.graph
     order = program.order()
     if groups:
@@ -121,13 +123,18 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
         for i in g.inputs(nid):
             last[base[i]] = stage_of[nid]
     keep_alive = {base[v] for _, v in program.updates} | {base[n] for _, n in copies}
+    into_shared = _updates_in_place(program, base, home, copies, stages, stage_of, last,
+                                    can_overwrite, may_fail)
 
     slots, free, temps, inplace = [], [], {}, set()
     for step, stage in enumerate(stages):
         donors = set()
         for nid in stage:
             donor = None
-            if base[nid] == nid and nid not in home:
+            if nid in into_shared:
+                home[nid] = home[into_shared[nid]]
+                inplace.add(nid)
+            elif base[nid] == nid and nid not in home:
                 if can_overwrite is not None and can_overwrite(g.op(nid)) and len(stage) == 1:
                     donor = _donor(g, nid, base, home, last, keep_alive, step)
                 if donor is not None:
@@ -161,6 +168,40 @@ def plan_memory(program, arg_index: dict, is_view, temp_bytes=None,
         offsets.append(total)
         total = D.add(total, s)
     return MemoryPlan(home, slots, offsets, total, copies, steps, temps, inplace, groups)
+
+
+def _updates_in_place(program, base, home, copies, stages, stage_of, last, can_overwrite,
+                      may_fail) -> dict:
+    """{new value: its shared variable} for the updates whose new value is computed
+    straight into the shared variable's buffer instead of scratch, then copied at the
+    end (an MLP step's SGD updates: 2 MB of copies, 3 % of its time at batch 128).
+
+    Safe when the value is an elementwise kernel's (read element k, write element k)
+    of the variable's shape, alone in its step; no later step, nor the copy of an
+    output, reads the variable's old value (Theano's semantics: every update from the
+    old values); no view of it is read by that kernel; and no step from there on may
+    fail (a failing call leaves every shared variable as it was)."""
+    if can_overwrite is None or may_fail is None:
+        return {}
+    g = program.graph
+    copied = {base[n] for _, n in copies}
+    fallible = [any(may_fail(g.op(n)) for n in stage) for stage in stages]
+    out = {}
+    for s, v in program.updates:
+        if v == s or base[v] != v or v in home or base[s] != s or s in copied \
+                or v not in stage_of or len(stages[stage_of[v]]) != 1 \
+                or not can_overwrite(g.op(v)):
+            continue
+        ts, tv = g.type(s), g.type(v)
+        if tuple(ts.shape) != tuple(tv.shape) or ts.dtype.itemsize != tv.dtype.itemsize:
+            continue
+        step = stage_of[v]
+        if last.get(s, -1) > step or any(fallible[step:]):
+            continue
+        if any(base[i] == s and i != s for i in g.inputs(v)):
+            continue
+        out[v] = s
+    return out
 
 
 def _donor(g, nid, base, home, last, keep_alive, step):
