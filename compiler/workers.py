@@ -3,8 +3,9 @@
 llvmlite serializes every call into LLVM behind one lock, so threads cannot share the
 work; worker processes can. Each worker is a fresh interpreter running llvm_job.py
 (llvmlite only, no fork of this process: its threads, locks and BLAS pool are never
-copied), fed one part's IR text and answering with its object. This process compiles
-the first part meanwhile. The objects travel together as one bundle
+copied), fed one part's IR text (and, after it, possibly the module's glue:
+``submit(more=True)``, ``send_last``) and answering with their objects. This process
+compiles the first part meanwhile. The objects travel together as one bundle
 (runtime/objects.py), which the JIT loads and the linker links as a whole.
 
 Workers are used when the module is big enough for the split to pay (a worker costs
