@@ -31,7 +31,7 @@ from .lower_linalg import NO_TRANS, ROW_MAJOR, TRANS, _gemm_decl
 from .lower_scalar import constant
 from .lowerings import new_kernel
 from .window_loops import (check_output_fits, emit_col2im, fill, geometry, name_args,
-                           rolled_range, smin, vector_range, window_taps)
+                           rolled_range, row_lanes, smin, vector_range, window_taps)
 
 CHUNK_BYTES = 4 << 20   # workspace per batched GEMM call (columns, partial sums)
 GEMM_BATCH = {np.dtype("float32"): ("scipy_cblas_sgemm_batch_strided", F32),
@@ -39,9 +39,10 @@ GEMM_BATCH = {np.dtype("float32"): ("scipy_cblas_sgemm_batch_strided", F32),
 
 
 # -- im2col, col2im ------------------------------------------------------------------------
-def _im2col_kernel(ctx, dt, geo):
+def _im2col_kernel(ctx, dt, geo, out_w):
     """``void(ptr cols, ptr x, i64 C, H, W, KH, KW, OH, OW)``: one image's column matrix,
-    row (c, ki, kj), column (oh, ow); taps that fall in the padding are zeros."""
+    row (c, ki, kj), column (oh, ow); taps that fall in the padding are zeros. ``out_w``:
+    the output's width, if static (window_loops.row_lanes)."""
     (sh, sw) = geo[0]
     fn, b = new_kernel(ctx, "k.im2col", 2, 7, ["cols", "x"])
     cols, x = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
@@ -58,7 +59,7 @@ def _im2col_kernel(ctx, dt, geo):
             ih = b.add(b.mul(oh, i64(sh)), row_off)
             src = b.add(b.add(b.mul(c, plane), b.mul(ih, W)), col_off)
             dst = b.add(base, b.mul(oh, OW))
-            with vector_range(b, OW, name="ow") as ow:
+            with vector_range(b, OW, name="ow", width=row_lanes(out_w)) as ow:
                 inside = b.and_(row_in, b.and_(b.icmp_signed(">=", ow, lo),
                                                b.icmp_signed("<", ow, hi)))
                 before = b.block
@@ -73,15 +74,17 @@ def _im2col_kernel(ctx, dt, geo):
     return fn
 
 
-def _col2im_kernel(ctx, dt, geo):
-    """``void(ptr out, ptr cols, i64 C, H, W, KH, KW, OH, OW)``: out = col2im(cols)."""
+def _col2im_kernel(ctx, dt, geo, out_w):
+    """``void(ptr out, ptr cols, i64 C, H, W, KH, KW, OH, OW)``: out = col2im(cols);
+    ``out_w``: the width of the columns' images, if static (window_loops.row_lanes)."""
     fn, b = new_kernel(ctx, "k.col2im", 2, 7, ["out", "cols"])
     out, cols = typed_ptr(b, fn.args[0], dt), typed_ptr(b, fn.args[1], dt)
     C, H, W, KH, KW, OH, OW = name_args(fn, ["C", "H", "W", "KH", "KW", "OH", "OW"])
     fill(b, out, i64(0), b.mul(C, b.mul(H, W)), constant(dt, 0.0), dt)
     ohw = b.mul(OH, OW)
     emit_col2im(b, dt, geo, out, cols, C, (H, W), (KH, KW), (OH, OW),
-                lambda c, ki, kj: b.mul(b.add(b.mul(b.add(b.mul(c, KH), ki), KW), kj), ohw))
+                lambda c, ki, kj: b.mul(b.add(b.mul(b.add(b.mul(c, KH), ki), KW), kj), ohw),
+                lanes=row_lanes(out_w))
     b.ret_void()
     return fn
 
@@ -227,7 +230,7 @@ def lower_conv2d(ctx, nid):
         _gemm_batch(ctx, b, dt, (False, False), mnk, ws, xs, y,
                     (i64(0), d["CHW"], d["OOHW"]), d["N"])
     else:
-        im2col = _im2col_kernel(ctx, dt, geometry(op))
+        im2col = _im2col_kernel(ctx, dt, geometry(op), ctx.type(nid).shape[3])
         with _chunks(b, d) as (n0, nb):
             with rolled_range(b, nb, name="img") as i:
                 b.call(im2col, [b.bitcast(_at(b, cols, b.mul(i, d["COLS"])), PTR),
@@ -262,7 +265,7 @@ def lower_conv2d_grad_input(ctx, nid):
         _gemm_batch(ctx, b, dt, (True, False), mnk, ws, gs, gx,
                     (i64(0), d["OOHW"], d["CHW"]), d["N"])
     else:
-        col2im = _col2im_kernel(ctx, dt, geometry(op))
+        col2im = _col2im_kernel(ctx, dt, geometry(op), ctx.type(g).shape[3])
         with _chunks(b, d) as (n0, nb):
             _gemm_batch(ctx, b, dt, (True, False), mnk, ws, _at(b, gs, b.mul(n0, d["OOHW"])),
                         cols, (i64(0), d["OOHW"], d["COLS"]), nb)
@@ -296,7 +299,7 @@ def lower_conv2d_grad_weight(ctx, nid):
     direct = shapes.cols_elems == 0
     size = b.mul(d["O"], d["CKK"])
     fill(b, gw, i64(0), size, constant(dt, 0.0), dt)
-    im2col = None if direct else _im2col_kernel(ctx, dt, geometry(op))
+    im2col = None if direct else _im2col_kernel(ctx, dt, geometry(op), ctx.type(g).shape[3])
     with _chunks(b, d) as (n0, nb):
         parts = work if direct else _at(b, work, b.mul(d["B"], d["COLS"]))
         if direct:

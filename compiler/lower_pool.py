@@ -27,7 +27,7 @@ from .lower_scalar import constant
 from .lowerings import new_kernel
 from .parallel import call_kernel
 from .window_loops import (check_output_fits, emit_col2im, fill, geometry, name_args,
-                           rolled_range, smax, valid_range, vector_range)
+                           rolled_range, row_lanes, smax, valid_range, vector_range)
 
 
 class Tap(NamedTuple):
@@ -90,6 +90,7 @@ def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=Non
     lo, hi, _, H, W, OH, OW = name_args(fn, ["lo", "hi", "P", "H", "W", "OH", "OW"])
     plane_in, plane_out = b.mul(H, W), b.mul(OH, OW)
     static_width = type(shape[0][3]) is int
+    out_w = shape[1][1]
     if zero_out is not None:
         with b.if_then(zero_out(b, H, W, OH, OW)):
             fill(b, ptrs[0], b.mul(lo, plane_in), b.mul(b.sub(hi, lo), plane_in),
@@ -108,8 +109,11 @@ def _pool_kernel(ctx, nid, prefix, ptr_names, in_ids, pixel, shape, zero_out=Non
                 # rows of a static width: force vectorization past the cost model's
                 # doubt about short rows (with symbolic widths LLVM may not prove it
                 # legal for the gradient's strided stores, and would warn)
-                loop = vector_range if static_width and not checked else for_range
-                with loop(b, hi, name="ow", start=lo) as ow:
+                if static_width and not checked:
+                    loop = vector_range(b, hi, name="ow", start=lo, width=row_lanes(out_w))
+                else:
+                    loop = for_range(b, hi, name="ow", start=lo)
+                with loop as ow:
                     taps = _taps(b, op, base_in, oh, ow, H, W, checked)
                     pixel(b, ptrs, taps, b.add(out_row, ow), checked, step)
             inside = b.and_(b.icmp_signed(">=", oh, rlo), b.icmp_signed("<", oh, rhi))
@@ -265,7 +269,8 @@ def lower_avg_pool2d_grad(ctx, nid):
          constant(dt, 0.0), dt)
     plane_out = b.mul(OH, OW)
     emit_col2im(b, dt, geometry(op), gx, gs, (lo, hi), (H, W), (i64(kh), i64(kw)), (OH, OW),
-                lambda p, ki, kj: b.mul(p, plane_out), divisor=constant(dt, kh * kw))
+                lambda p, ki, kj: b.mul(p, plane_out), divisor=constant(dt, kh * kw),
+                lanes=row_lanes(ow))
     b.ret_void()
     call_kernel(ctx, fn, [ctx.buffer(nid), ctx.buffer(g)], [D.mul(n, c), h, w, oh, ow],
                 splittable=True)
