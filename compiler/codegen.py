@@ -19,7 +19,6 @@ from symgraph.ops.elementwise import Elementwise
 from symgraph.ops.leaves import Shared, Constant
 from .fused import Fused
 from .gcpause import paused_gc, release
-from . import irtext
 from .irprint import module_text, module_texts
 from .irutil import I32, I64, PTR, DimEmitter, i64, if_then, memcpy
 from .memory import plan_memory, nbytes
@@ -92,16 +91,13 @@ class LowerContext:
         self.light = None                # where text kernels of a big module go (build.py)
         self.early = None                # the early part of a small one (early_part.py)
 
-    def begin_function(self, fn, *, text: bool = False) -> None:
+    def begin_function(self, fn) -> None:
         """Lower into ``fn`` (``i32 (ptr args, ptr dims)``: the entry or a segment of it)
-        from now on: a fresh prologue, and no value of another function reused.
-        ``text``: its body written as text (irtext.py; see _writes_glue_text)."""
-        if text:
-            b, args = irtext.define(fn)
-            entry = b.block
-        else:
-            entry, args = fn.append_basic_block("entry"), fn.args
-            b = ir.IRBuilder(entry)
+        from now on: a fresh prologue, and no value of another function reused; its
+        body is written as kernels are (kernels.body_builder)."""
+        from .kernels import body_builder
+        b, args = body_builder(fn)
+        entry = b.block
         body = b.append_basic_block("body")
         self.builder = b
         self.args_ptr = args[0]
@@ -242,7 +238,7 @@ def lower_program(program, *, name="sg", light=None, early=None):
     ctx.early = early
     chunks = segments(plan.steps)
     if len(chunks) == 1:
-        ctx.begin_function(fn, text=_writes_glue_text())
+        ctx.begin_function(fn)
         _lower_steps(ctx, chunks[0])
     else:
         segs = []
@@ -254,11 +250,11 @@ def lower_program(program, *, name="sg", light=None, early=None):
             # than a tenth of a 1,000-op graph's LLVM time, to save nanoseconds a call
             seg.attributes.add("optnone")
             seg.args[0].name, seg.args[1].name = "args", "dims"
-            ctx.begin_function(seg, text=_writes_glue_text())
+            ctx.begin_function(seg)
             _lower_steps(ctx, steps)
             ctx.builder.ret(ir.Constant(I32, 0))
             segs.append(seg)
-        ctx.begin_function(fn, text=_writes_glue_text())
+        ctx.begin_function(fn)
         b = ctx.builder
         for seg in segs:  # a segment returns its error code: the entry returns it
             code = b.call(seg, list(fn.args), name="code")
@@ -318,15 +314,6 @@ def segments(steps) -> list:
         return [list(steps)]
     size = max(1, min(SEGMENT_STEPS, -(-len(steps) // MIN_SEGMENTS)))
     return [list(steps[k:k + size]) for k in range(0, len(steps), size)]
-
-
-def _writes_glue_text() -> bool:
-    """Whether the entry and its segments are written as text (irtext.py): whenever
-    kernels are. Making and printing them as llvmlite objects took about a tenth of a
-    10,000-op graph's compile, and a sixth of an MLP step's lowering and printing;
-    every lowering writes the same text either way (tests/test_irprint.py)."""
-    from .kernels import writes_text
-    return writes_text()
 
 
 def _lower_steps(ctx, steps) -> None:

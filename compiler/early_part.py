@@ -63,15 +63,13 @@ class EarlyPart:
         self.done = True
         kernels = [fn for fn in module.functions
                    if fn.name.startswith(KERNEL_PREFIX) and _defined(fn)]
-        if len(kernels) < 2:
+        if len(kernels) < 2 or not len(self.pool):
             return
         text = part_text(module, kernels)
         if text is None:
             return
         from .workers import _request
         self.worker = self.pool.take()
-        if self.worker is None:
-            return
         self.worker.submit(1, text, _request(False), more=True)
         self.text = text
         self.shipped = {fn.name: "declare" for fn in kernels}
@@ -111,7 +109,7 @@ def part_text(module, kernels):
     part of a split (partition.part_text), or None when they cannot be apart."""
     from . import partition
     from .irprint import _Printer, module_head
-    from .light_stream import _metadata
+    from .light_stream import _metadata, reached
     printer = _Printer()
     functions, seen, stack = [], set(), list(reversed(kernels))
     while stack:
@@ -120,7 +118,7 @@ def part_text(module, kernels):
             continue
         seen.add(fn.name)
         functions.append(printer.function(fn))
-        stack.extend(_reach(fn))
+        stack.extend(reached(fn))
     declared = [printer.prototype(fn).rstrip("\n") for fn in module.functions
                 if not _defined(fn)]
     variables = [str(v) for v in module.globals.values() if type(v) is not ir.Function]
@@ -130,17 +128,3 @@ def part_text(module, kernels):
     mod = partition.parse(text)
     names = [fn.name for fn in kernels]
     return partition.part_text(mod, 1, names, set(names), set(), names)
-
-
-def _reach(fn) -> list:
-    """The functions ``fn`` calls or names as its vector variant."""
-    from .partition import _VARIANT
-    written = text_function(fn)
-    if written is not None:
-        reach = list(written.callees.values())
-    else:
-        reach = [i.callee for blk in fn.blocks for i in blk.instructions
-                 if isinstance(i, ir.CallInstr) and isinstance(i.callee, ir.Function)]
-    reach += [fn.module.globals[n] for n in _VARIANT.findall(str(fn.attributes))
-              if n in fn.module.globals]
-    return reach

@@ -458,15 +458,20 @@ class TextBuilder:
         if not self._block.is_terminated:
             self.branch(leave)
 
+    def _branches(self, pred, likely, suffixes, what: str) -> list:
+        """The blocks llvmlite's if_then/if_else append after the current one (named
+        after it), the first two the targets of a branch on ``pred``."""
+        if likely is not None:
+            raise NotImplementedError(f"TextBuilder.{what}: branch weights")
+        name = self._block.name
+        blocks = [self.append_basic_block(_label_suffix(name, s)) for s in suffixes]
+        self.cbranch(pred, blocks[0], blocks[1])
+        return blocks
+
     @contextmanager
     def if_then(self, pred, likely=None):
         """llvmlite's IRBuilder.if_then, the same blocks and names."""
-        if likely is not None:
-            raise NotImplementedError("TextBuilder.if_then: branch weights")
-        name = self._block.name
-        then = self.append_basic_block(_label_suffix(name, ".if"))
-        end = self.append_basic_block(_label_suffix(name, ".endif"))
-        self.cbranch(pred, then, end)
+        then, end = self._branches(pred, likely, (".if", ".endif"), "if_then")
         with self._branch_helper(then, end):
             yield end
         self.position_at_end(end)
@@ -474,13 +479,8 @@ class TextBuilder:
     @contextmanager
     def if_else(self, pred, likely=None):
         """llvmlite's IRBuilder.if_else: yields the (then, otherwise) contexts."""
-        if likely is not None:
-            raise NotImplementedError("TextBuilder.if_else: branch weights")
-        name = self._block.name
-        then = self.append_basic_block(_label_suffix(name, ".if"))
-        otherwise = self.append_basic_block(_label_suffix(name, ".else"))
-        end = self.append_basic_block(_label_suffix(name, ".endif"))
-        self.cbranch(pred, then, otherwise)
+        then, otherwise, end = self._branches(pred, likely, (".if", ".else", ".endif"),
+                                              "if_else")
         yield self._branch_helper(then, end), self._branch_helper(otherwise, end)
         self.position_at_end(end)
 

@@ -34,11 +34,15 @@ def writes_text() -> bool:
     return TEXT_KERNELS and irprint.agrees_with_llvmlite()
 
 
-def body_builder(fn):
-    """(builder, arguments) for the body of ``fn``: written as text (irtext.py) when
-    kernels are, the same text llvmlite's builder writes; else llvmlite's builder."""
+def body_builder(fn, outliner=None):
+    """(builder, arguments) for the body of ``fn`` (a kernel, an entry point, a segment,
+    a dispatcher): written as text (irtext.py) when the printer agrees with llvmlite,
+    the same text llvmlite's builder writes (tests/test_irprint.py), else by
+    llvmlite's builder. Making and printing llvmlite objects took about a tenth of a
+    10,000-op graph's compile, and a sixth of an MLP step's lowering and printing.
+    ``outliner``: see irtext.define."""
     if writes_text():
-        return irtext.define(fn)
+        return irtext.define(fn, outliner)
     return ir.IRBuilder(fn.append_basic_block("entry")), fn.args
 
 
@@ -122,10 +126,7 @@ def emit_group(module, name, members, in_dtypes, out_dtypes, plan: KernelPlan, *
     fn.args[n_ptr].name, fn.args[n_ptr + 1].name = "lo", "hi"
     for j, e in enumerate(fn.args[n_ptr + 2:]):
         e.name = f"n{j}"
-    if writes_text():
-        b, args = irtext.define(fn, outliner if lanes else None)   # see irtext.py
-    else:
-        b, args = ir.IRBuilder(fn.append_basic_block("entry")), fn.args
+    b, args = body_builder(fn, outliner if lanes else None)
     lo, hi = args[n_ptr], args[n_ptr + 1]
     extents = list(args[n_ptr + 2:])
     casts: dict = {}   # (argument, dtype) -> its typed pointer, made once

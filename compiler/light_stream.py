@@ -193,15 +193,9 @@ class LightStream:
         return text
 
     def _reach(self, fn) -> list:
-        """The functions ``fn`` calls or names as its vector variant."""
         reach = self._math_reach.get(fn.name)
         if reach is None:
-            from .partition import _VARIANT
-            reach = [i.callee for blk in fn.blocks for i in blk.instructions
-                     if isinstance(i, ir.CallInstr) and isinstance(i.callee, ir.Function)]
-            reach += [fn.module.globals[n] for n in _VARIANT.findall(str(fn.attributes))
-                      if n in fn.module.globals]
-            self._math_reach[fn.name] = reach
+            reach = self._math_reach[fn.name] = reached(fn)
         return reach
 
     # -- the compiling side ----------------------------------------------------------
@@ -220,6 +214,20 @@ class LightStream:
                 self.objects.append(compile_as[kind](text))
             except BaseException as exc:  # noqa: BLE001  raised by finish()
                 self.error = exc
+
+
+def reached(fn) -> list:
+    """The functions ``fn`` (written as text, or by llvmlite's builder) calls or names
+    as its vector variant."""
+    from .partition import _VARIANT
+    written = text_function(fn)
+    if written is not None:
+        reach = list(written.callees.values())
+    else:
+        reach = [i.callee for blk in fn.blocks for i in blk.instructions
+                 if isinstance(i, ir.CallInstr) and isinstance(i.callee, ir.Function)]
+    return reach + [fn.module.globals[n] for n in _VARIANT.findall(str(fn.attributes))
+                    if n in fn.module.globals]
 
 
 def _metadata(module, text: str) -> list:

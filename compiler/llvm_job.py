@@ -5,8 +5,9 @@ script without importing symgraph, numpy or networkx; target.py runs the same
 functions in-process, so a part compiled by a worker is the code the process itself
 would have made.
 
-As a script it reads requests from stdin until it closes (each one line of JSON:
-triple, cpu, features, opt, big, text_bytes, light_bytes, glue_bytes; then the IR
+As a script it reads requests from stdin until it closes (each a head line of
+``key=value`` words, ``request_line``: triple, cpu, features, opt, big, text_bytes,
+light_bytes, glue_bytes; then the IR
 text (text_bytes), the light part of partition.separate (light_bytes) and the glue
 of partition.separate_glue (glue_bytes); a request may be glue alone), writes the
 objects of all of them to stdout (``frame``) and exits with 0; an error of LLVM's
@@ -135,6 +136,12 @@ def compile_light(binding, fast_tm, text: str) -> bytes:
     return emit(binding, fast_tm, mod)
 
 
+def compile_glue(binding, fast_tm, text: str) -> bytes:
+    """The object of a module of glue (partition.separate_glue: ``optnone`` functions),
+    compiled as it is by the fast code generator."""
+    return emit(binding, fast_tm, parse(binding, fast_tm, text))
+
+
 def compile_helpers(binding, tm, text: str) -> bytes:
     """The object of the helpers of a big module's kernels (fast_isel.py): tiny
     functions, cleaned up and compiled with ``tm``'s own code generator."""
@@ -249,8 +256,7 @@ def main() -> int:
                 objects += compile_objects(binding, tm, fast, text, light,
                                            opt=request["opt"], big=request["big"], glue=glue)
             elif glue:      # glue alone (workers.Worker.send_last)
-                fast_tm = fast()
-                objects.append(emit(binding, fast_tm, parse(binding, fast_tm, glue)))
+                objects.append(compile_glue(binding, fast(), glue))
         except Exception as exc:  # noqa: BLE001  reported by the parent
             sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
             return 1

@@ -123,12 +123,11 @@ def compile_light(text: str) -> bytes:
 
 
 def compile_glue(text: str) -> bytes:
-    """The object of a big module's glue (partition.separate_glue), made by the fast
-    code generator."""
+    """The object of a module's glue (separate_glue), made by the fast code
+    generator (llvm_job.compile_glue)."""
     from . import llvm_job
     with _lock:
-        fast = _fast_tm()
-        return llvm_job.emit(llvm(), fast, llvm_job.parse(llvm(), fast, text))
+        return llvm_job.compile_glue(llvm(), _fast_tm(), text)
 
 
 def compile_helpers(text: str) -> bytes:

@@ -19,12 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_linker = pytest.mark.skipif(link.linker() is None, reason="no system linker (ld)")
 
 
-@pytest.fixture(params=["early", "after"])
-def split_kernels(request, monkeypatch, tmp_path):
-    """No segments (a small module), split along its kernels into two parts: its first
-    kernels to a worker during lowering (early_part.py), or the module split after."""
-    if request.param == "after":
-        monkeypatch.setattr(early_part, "SHARE", float("inf"))
+@pytest.fixture
+def two_workers(monkeypatch, tmp_path):
+    """Two compiling processes even for a small module, and a fresh disk cache."""
     monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
     monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
     monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
@@ -32,6 +29,14 @@ def split_kernels(request, monkeypatch, tmp_path):
     cache.clear_memory()
     yield
     cache.clear_memory()
+
+
+@pytest.fixture(params=["early", "after"])
+def split_kernels(request, two_workers, monkeypatch):
+    """No segments (a small module), split along its kernels into two parts: its first
+    kernels to a worker during lowering (early_part.py), or the module split after."""
+    if request.param == "after":
+        monkeypatch.setattr(early_part, "SHARE", float("inf"))
 
 
 @pytest.fixture

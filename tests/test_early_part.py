@@ -9,20 +9,10 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from symgraph.compiler import cache, early_part, llvm_job, target, workers
-from .test_compile_parallel import _assert_native_matches_reference, _mlp
+from symgraph.compiler import early_part, llvm_job, target, workers
+from .test_compile_parallel import (_assert_native_matches_reference, _mlp,  # noqa: F401
+                                     two_workers)
 from .test_vector_kernels import big_module
-
-
-@pytest.fixture
-def two_workers(monkeypatch, tmp_path):
-    monkeypatch.setattr(workers, "MIN_LOOPS_PER_PART", 1)
-    monkeypatch.setattr(workers, "MIN_NODES_PER_PART", 1)
-    monkeypatch.setenv("SYMGRAPH_COMPILE_WORKERS", "2")
-    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
-    cache.clear_memory()
-    yield
-    cache.clear_memory()
 
 
 @pytest.fixture
