@@ -115,8 +115,9 @@ def _read_disk(key):
     return decoded
 
 
-def _write_disk(key, obj, manifest, data=b"", library=b"") -> None:
-    d = cache_dir()
+def _write_disk(key, obj, manifest, data=b"", library=b"", *, directory=None) -> None:
+    """Write the entry into ``directory``, or into the cache directory of the moment."""
+    d = directory if directory is not None else cache_dir()
     if d is not None:
         write_atomically(d / f"{key}.sgxc", _encode(obj, manifest, data, library))
 
@@ -281,7 +282,8 @@ def _link_later(key, obj, manifest, data) -> None:
     so the compile does not wait. One thread links entries one at a time; the process
     waits for it when it exits, so the entry is complete for the next process."""
     global _links, _linker
-    if cache_dir() is None:
+    directory = cache_dir()      # the entry's own: the variable may change meanwhile
+    if directory is None:
         return
     from .link import linker, prepare
     if linker() is None:
@@ -296,17 +298,17 @@ def _link_later(key, obj, manifest, data) -> None:
                                        name="symgraph-link", daemon=True)
             _linker.start()
             atexit.register(flush)
-    _links.put((key, obj, manifest, data))
+    _links.put((directory, key, obj, manifest, data))
 
 
 def _linker_loop(links) -> None:
     from .link import link_shared
     while True:
-        key, obj, manifest, data = links.get()
+        directory, key, obj, manifest, data = links.get()
         try:
             library = link_shared(obj, manifest["external"])
             if library:
-                _write_disk(key, obj, manifest, data, library)
+                _write_disk(key, obj, manifest, data, library, directory=directory)
                 with _lock:
                     if key in _memory:
                         _memory[key] = (obj, manifest, data, library)

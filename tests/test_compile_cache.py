@@ -301,3 +301,34 @@ def test_a_forked_child_neither_waits_for_nor_spoils_the_parents_link(tmp_path):
     (entry,) = tmp_path.glob("*.sgxc")
     obj, manifest, data, library = cache._decode(entry.read_bytes())
     assert library  # the parent's background link completed
+
+
+def test_a_background_link_writes_into_its_own_entrys_directory(tmp_path, monkeypatch):
+    """The cache directory changed (a test's temporary one, a user's variable) while an
+    entry was being linked: the library goes into the entry's directory, and the new
+    directory gets no entry it never compiled (it once did: the next compile of that
+    graph there was a hit, and compiled nothing)."""
+    from symgraph.compiler.link import linker
+    if linker() is None:
+        pytest.skip("no linker: nothing is linked in the background")
+    first, second = tmp_path / "first", tmp_path / "second"
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(first))
+    cache.clear_memory()
+    from symgraph.compiler import link
+    real = link.link_shared
+
+    def slow_link(*a, **k):        # still linking when the directory changes
+        import time
+        time.sleep(0.3)
+        return real(*a, **k)
+    monkeypatch.setattr(link, "link_shared", slow_link)
+    x = sg.placeholder(shape=(4,), name="x")
+    assert sg.function([x], sg.exp(x) * 3.0).artifact.cache == "miss"
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(second))
+    cache.flush()
+    assert not second.exists() or not list(second.glob("*.sgxc"))
+    (entry,) = first.glob("*.sgxc")
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(first))
+    obj, manifest, data, library = cache._read_disk(entry.stem)
+    assert library            # the link landed in the entry it belongs to
+    cache.clear_memory()
